@@ -1,0 +1,38 @@
+"""Where things are: every path and environment variable provision reads, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _project_root() -> Path:
+    """The checkout (editable install) or the data shipped inside the wheel."""
+    env = os.environ.get("PROVISION_ROOT")
+    if env:
+        return Path(env)
+    repo = PACKAGE_DIR.parent
+    if (repo / "envs").is_dir():
+        return repo
+    return PACKAGE_DIR / "_data"
+
+
+ROOT = _project_root()
+
+
+def envs_dir() -> Path:
+    return Path(os.environ.get("PROVISION_ENVS", ROOT / "envs"))
+
+
+def templates_dir() -> Path:
+    return ROOT / "templates"
+
+
+def display_path(path: Path) -> str:
+    """Relative to the working directory when under it: errors read `envs/trellis.yaml:14`."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
