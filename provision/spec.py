@@ -187,6 +187,7 @@ class Index(StrictModel):
 class PipPackage(StrictModel):
     name: StrictStr
     version: StrictStr | None = None  # exact, '*' (upstream leaves it open) or a specifier
+    extras: list[StrictStr] = Field(default_factory=list)  # imageio[ffmpeg] -> [ffmpeg]
     index: StrictStr = "pypi"
     git: GitSource | None = None
     why: StrictStr | None = None  # where upstream states this pin
@@ -231,8 +232,9 @@ class CudaToolkit(StrictModel):
     nvcc_max_arch: StrictStr  # highest
     conda_channel: StrictStr  # where cuda-nvcc of this version is published
     conda_packages: list[StrictStr] = Field(min_length=1)  # headers and nvcc for builds
+    max_gcc: StrictStr  # newest host gcc nvcc accepts ("unsupported GNU version!" above it)
 
-    _d = field_validator("min_driver_linux", "min_driver_windows", "nvcc_min_arch", "nvcc_max_arch")(
+    _d = field_validator("min_driver_linux", "min_driver_windows", "nvcc_min_arch", "nvcc_max_arch", "max_gcc")(
         classmethod(lambda cls, v: _dotted(v)))
 
 
