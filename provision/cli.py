@@ -97,6 +97,78 @@ def validate(files: Optional[List[Path]] = typer.Argument(None, help="Spec files
         raise typer.Exit(2)
 
 
+HostOpt = typer.Option(None, "--host", help="Plan for the machine described by this file (from `provision doctor --save`).")
+VariantOpt = typer.Option(None, "--variant", help="Use this variant instead of the one the host allows.")
+
+
+def _host(path: Optional[Path], target_port: int | None = None):  # type: ignore[no-untyped-def]
+    if path is not None:
+        from .host import load_host
+
+        return load_host(path)
+    from .probe import probe
+    from .settings import data_dir
+
+    ports = tuple(sorted({7860, target_port} - {None}))  # type: ignore[arg-type]
+    return probe(paths={"data": data_dir()}, ports=ports)
+
+
+@app.command()
+def doctor(target: Optional[str] = typer.Argument(None, help="Also check this target's needs."),
+           host_file: Optional[Path] = HostOpt,
+           save: Optional[Path] = typer.Option(None, "--save", help="Write the host facts to this JSON file."),
+           strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings."),
+           as_json: bool = JsonOpt) -> None:
+    """Check this machine: GPU, driver, nvcc, compiler, memory, proxies, port. Exit 0 / 1 (--strict) / 2."""
+    from .doctor import diagnose, exit_code
+    from .specload import load_target
+
+    loaded = load_target(target) if target else None
+    host = _host(host_file, loaded.spec.app.port if loaded else None)
+    if save is not None:
+        from .fsutil import atomic_write_text
+
+        atomic_write_text(save, host.to_json())
+    checks = diagnose(host, loaded)
+    code = exit_code(checks, strict)
+    if as_json:
+        _echo_json({"host": host.model_dump(mode="json"), "checks": [c.as_dict() for c in checks], "exit_code": code})
+    else:
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            typer.echo(f"{c.status:<4}  {c.name:<{width}}  {c.detail}")
+            if c.fix:
+                typer.echo(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
+        if save is not None:
+            typer.echo(f"host facts written to {save}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def plan(target: str = typer.Argument(..., help="Target name or spec file."),
+         host_file: Optional[Path] = HostOpt,
+         variant: Optional[str] = VariantOpt,
+         ptx: bool = typer.Option(False, "--ptx", help="Add +PTX to the highest arch (forward compatibility)."),
+         prefix: Optional[str] = typer.Option(None, "--prefix", help="Environment prefix (default: DATA/envs/TARGET)."),
+         data: Optional[str] = typer.Option(None, "--data-dir", help="Where envs, sources and weights go."),
+         as_json: bool = JsonOpt) -> None:
+    """Decide everything apply will do on a host: variant, arch list, nvcc, MAX_JOBS, steps, blockers."""
+    from .plan import PlanOptions, make_plan
+    from .render import render
+    from .settings import data_dir
+    from .specload import load_target
+
+    loaded = load_target(target)
+    host = _host(host_file, loaded.spec.app.port)
+    opts = PlanOptions(variant=variant, ptx=ptx, prefix=prefix, data_dir=data or str(data_dir()))
+    result = make_plan(loaded, host, opts)
+    if as_json:
+        _echo_json(result.model_dump(mode="json"))
+    else:
+        typer.echo(render("plan.txt.j2", plan=result.model_dump(mode="json")), nl=False)
+    raise typer.Exit(2 if result.blockers else 0)
+
+
 def main() -> None:
     """Entry point: run the app, turning known errors into messages and exit codes."""
     try:

@@ -36,3 +36,11 @@ def display_path(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def data_dir() -> Path:
+    """Where provision keeps envs, sources, wheels and weights: $PROVISION_DATA or XDG data home."""
+    if os.environ.get("PROVISION_DATA"):
+        return Path(os.environ["PROVISION_DATA"])
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "provision"
