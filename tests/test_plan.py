@@ -1,0 +1,235 @@
+"""Given a host from the field notes and a target, the plan is ...
+
+Table-driven: each row is one (target, host) story with the variant, arch list, nvcc source,
+MAX_JOBS and blockers the planner must decide. Hosts are JSON fixtures; no GPU is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES
+from provision.errors import PlanRefused, UsageError
+from provision.host import HostFacts, load_host
+from provision.plan import PlanOptions, make_plan
+from provision.specload import load_target
+
+HOSTS = FIXTURES / "hosts"
+
+
+def host(name: str) -> HostFacts:
+    return load_host(HOSTS / f"{name}.json")
+
+
+def plan(target: str, host_name: str, **opts):  # type: ignore[no-untyped-def]
+    return make_plan(load_target(target), host(host_name), PlanOptions(data_dir="/data", **opts))
+
+
+# target, host, variant, TORCH_CUDA_ARCH_LIST, nvcc source (version), MAX_JOBS of the first extension, blockers
+TABLE = [
+    # field note 000: TRELLIS on a 16 GB WSL VM with nvcc 11.8: upstream cu118, system nvcc, 6 jobs not 16
+    ("trellis", "rtx3090-wsl2-16g", "cu118", "8.6", ("system", "11.8"), 6, []),
+    # field note 002: driver 535 stops at CUDA 12.2 -> cu121, never cu124; nvcc 11.5 -> conda cuda-nvcc 12.1
+    ("trellis2", "a6000-linux-535", "cu121", "8.6", ("conda", "12.1"), 22, []),
+    ("trellis", "a6000-linux-535", "cu118", "8.6", ("conda", "11.8"), 32, []),
+    ("triposr", "a6000-linux-535", "cu121", "8.6", ("conda", "12.1"), 32, []),
+    # field note 004: Blackwell gets the cu128 build and 12.0 in the arch list, system nvcc 12.8 fits
+    ("triposr", "rtx5070ti-wsl2", "cu128", "12.0", ("system", "12.8"), 18, []),
+    # the H100: nvcc 13.0 is the wrong major for any cu12 torch -> conda nvcc of the variant's CUDA
+    ("trellis2", "h100-cuda13", "cu124", "9.0", ("conda", "12.4"), 16, []),
+    ("triposr", "h100-cuda13", "cu121", "9.0", ("conda", "12.1"), 16, []),
+    ("trellis", "h100-cuda13", "cu118", "9.0", ("conda", "11.8"), 16, []),
+    # no GPU: the plan is shown, but apply is blocked
+    ("triposr", "no-gpu", "cu121", "", ("conda", "12.1"), 2, ["no NVIDIA GPU found"]),
+    ("trellis2", "no-gpu", "cu124", "", ("conda", "12.4"), 2,
+     ["no NVIDIA GPU found", "GB RAM + 0 GB swap < 32 GB", "free disk < 60 GB"]),
+    # a 16 GB VM is too small for TRELLIS.2's 32 GB
+    ("trellis2", "rtx3090-wsl2-16g", "cu124", "8.6", ("conda", "12.4"), 2, ["GB swap < 32 GB trellis2 needs"]),
+]
+
+
+@pytest.mark.parametrize("target,host_name,variant,arch,nvcc,jobs,blockers", TABLE,
+                         ids=[f"{r[0]}@{r[1]}" for r in TABLE])
+def test_plan_table(target, host_name, variant, arch, nvcc, jobs, blockers) -> None:  # type: ignore[no-untyped-def]
+    p = plan(target, host_name)
+    assert p.variant == variant
+    assert p.torch_cuda_arch_list == arch
+    assert (p.nvcc.source, p.nvcc.version) == nvcc
+    assert p.extensions[0].max_jobs == jobs
+    assert len(p.blockers) == len(blockers), [b.what for b in p.blockers]
+    for want, got in zip(blockers, p.blockers):
+        assert want in got.what
+
+
+def test_driver_535_never_gets_a_cuda_above_12_2() -> None:
+    for target in ("trellis", "trellis2", "triposr"):
+        p = plan(target, "a6000-linux-535")
+        assert tuple(int(x) for x in p.cuda.split(".")) <= (12, 2), (target, p.cuda)
+    p = plan("trellis2", "a6000-linux-535")
+    assert p.rejected_variants["cu124"] == [
+        "cu124 needs CUDA 12.4 but driver 535.183.01 supports CUDA <= 12.2 (CUDA 12.4 needs driver >= 550.54.14)"]
+
+
+def test_driver_cuda_is_derived_from_the_driver_version_when_not_reported() -> None:
+    h = host("a6000-linux-535").model_copy(update={"driver_cuda": None})
+    p = make_plan(load_target("trellis2"), h)
+    assert p.variant == "cu121"
+
+
+def test_trellis_is_refused_on_blackwell_with_the_reason() -> None:
+    with pytest.raises(PlanRefused) as e:
+        plan("trellis", "rtx5070ti-wsl2")
+    assert all("sm_120" in r and "up to sm_90" in r for r in e.value.reasons)
+    assert "cu128" in (e.value.hint or "")
+
+
+def test_forced_variant_that_cannot_run_is_refused() -> None:
+    with pytest.raises(PlanRefused) as e:
+        plan("trellis2", "a6000-linux-535", variant="cu124")
+    assert "driver 535.183.01 supports CUDA <= 12.2" in e.value.reasons[0]
+
+
+def test_unknown_variant_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        plan("trellis2", "a6000-linux-535", variant="cu999")
+
+
+def test_nvcc_plan_sets_cuda_home_to_the_env_with_conda_nvcc() -> None:
+    p = plan("trellis2", "a6000-linux-535")
+    assert p.nvcc.cuda_home == "/data/envs/trellis2"
+    assert "cuda-nvcc=12.1.*" in p.nvcc.conda_packages
+    assert "11.5" in p.nvcc.reason and "major version differs" in p.nvcc.reason
+    build = next(s for s in p.steps if s.id == "build-nvdiffrast")
+    assert build.env["CUDA_HOME"] == "/data/envs/trellis2"
+    assert build.env["TORCH_CUDA_ARCH_LIST"] == "8.6"
+
+
+def test_ptx_option_adds_ptx_to_the_highest_arch_only() -> None:
+    h = host("a6000-linux-535")
+    h = h.model_copy(update={"gpus": h.gpus + [h.gpus[0].model_copy(update={"index": 1, "compute_capability": "8.9",
+                                                                             "name": "RTX 4090"})]})
+    p = make_plan(load_target("trellis2"), h, PlanOptions(ptx=True))
+    assert p.torch_cuda_arch_list == "8.6;8.9+PTX"
+
+
+def test_arch_list_never_misses_a_gpu_present() -> None:
+    for name in ("rtx3090-wsl2-16g", "a6000-linux-535", "rtx5070ti-wsl2", "h100-cuda13"):
+        h = host(name)
+        try:
+            p = make_plan(load_target("triposr"), h)
+        except PlanRefused:
+            continue
+        for g in h.gpus:
+            assert g.compute_capability in p.torch_cuda_arch_list.split(";")
+
+
+def test_an_old_nvcc_that_cannot_compile_for_the_gpu_is_not_chosen() -> None:
+    h = host("rtx5070ti-wsl2")
+    h = h.model_copy(update={"nvcc": [h.nvcc[0].model_copy(update={"path": "/usr/local/cuda-12.4/bin/nvcc",
+                                                                    "version": "12.4"})]})
+    p = make_plan(load_target("triposr"), h)
+    assert p.nvcc.source == "conda" and p.nvcc.version == "12.8"
+    assert "older than torch's CUDA 12.8" in p.nvcc.reason
+
+
+def test_an_nvcc_without_the_gpus_arch_is_unfit_even_when_new_enough() -> None:
+    from provision.host import Nvcc
+    from provision.plan import _nvcc_unfit
+    from provision.versions import Dotted
+
+    spec = load_target("triposr").spec
+    why = _nvcc_unfit(spec, Nvcc(path="/x/nvcc", version="12.6"), Dotted("12.1"), Dotted("12.1"), [Dotted("12.0")])
+    assert why == "cannot compile for sm_120 (max sm_90)"
+
+
+def test_max_jobs_follows_memory_and_warns_when_one_job_does_not_fit() -> None:
+    small = host("rtx3090-wsl2-16g").model_copy(update={"ram_gb": 4.0, "swap_gb": 0.0})
+    p = make_plan(load_target("trellis"), small)
+    assert all(e.max_jobs == 1 for e in p.extensions)
+    oom = [w for w in p.warnings if "exit 137" in w.what]
+    assert oom and "provision wslconfig" in oom[0].fix and "wsl --shutdown" in oom[0].fix
+
+
+def test_proxy_without_no_proxy_and_busy_port_are_warnings_with_fixes() -> None:
+    p = plan("trellis", "rtx3090-wsl2-16g")
+    text = " ".join(w.what + " " + w.fix for w in p.warnings)
+    assert "NO_PROXY" in text and "localhost" in text
+    assert "port 7860 is in use" in text and "GRADIO_SERVER_PORT" in text
+
+
+def test_gcc_newer_than_nvcc_accepts_is_a_warning() -> None:
+    p = plan("triposr", "h100-cuda13")  # gcc 13.3 with nvcc 12.1 (max gcc 12)
+    assert any("unsupported GNU version" in w.what for w in p.warnings)
+
+
+def test_steps_are_ordered_and_extensions_build_after_the_torch_guard() -> None:
+    ids = [s.id for s in plan("trellis2", "a6000-linux-535").steps]
+    assert ids[:4] == ["create-env", "cuda-toolkit", "pip-install", "torch-guard"]
+    assert ids.index("build-o-voxel") > ids.index("build-cumesh") > ids.index("torch-guard")
+    assert ids[-1] == "verify"
+
+
+def test_inplace_builds_live_in_the_env_never_tmp() -> None:
+    p = plan("trellis2", "a6000-linux-535")
+    for s in p.steps:
+        if s.id in ("build-flex-gemm", "build-o-voxel"):
+            assert "/data/envs/trellis2/share/provision/ext/" in s.command and "/tmp" not in s.command
+    wheel = next(s for s in p.steps if s.id == "build-nvdiffrast").command
+    assert "--no-build-isolation --no-deps" in wheel and "-c /data/envs/trellis2/share/provision/constraints.txt" in wheel
+
+
+def test_the_plan_is_a_pure_function() -> None:
+    a = plan("trellis2", "a6000-linux-535").model_dump_json()
+    b = plan("trellis2", "a6000-linux-535").model_dump_json()
+    assert a == b
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "provision", *args], capture_output=True, text=True)
+
+
+def test_cli_plan_json_for_a_saved_host() -> None:
+    proc = cli("plan", "triposr", "--host", str(HOSTS / "rtx5070ti-wsl2.json"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["variant"] == "cu128" and data["torch_cuda_arch_list"] == "12.0"
+
+
+def test_cli_plan_summary_is_readable() -> None:
+    proc = cli("plan", "trellis2", "--host", str(HOSTS / "a6000-linux-535.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH_CUDA_ARCH_LIST=8.6" in proc.stdout and "not cu124" in proc.stdout
+    assert "no blockers" in proc.stdout
+
+
+def test_cli_refusal_exits_2_without_traceback() -> None:
+    proc = cli("plan", "trellis", "--host", str(HOSTS / "rtx5070ti-wsl2.json"))
+    assert proc.returncode == 2
+    assert "no variant of trellis can run on this host" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_blockers_exit_2() -> None:
+    proc = cli("plan", "triposr", "--host", str(HOSTS / "no-gpu.json"))
+    assert proc.returncode == 2 and "no NVIDIA GPU found" in proc.stdout
+
+
+@pytest.mark.parametrize("content,words", [
+    ("{not json", "not valid JSON"),
+    ('{"cpu_count": 0, "ram_gb": 1, "swap_gb": 0}', "cpu_count"),
+    ('{"cpu_count": 2, "ram_gb": 8, "swap_gb": 0, "gpus": [{"name": "x"}]}', "gpus.0.compute_capability"),
+])
+def test_bad_host_file_is_a_clear_error(tmp_path: Path, content: str, words: str) -> None:
+    f = tmp_path / "host.json"
+    f.write_text(content)
+    proc = cli("plan", "trellis", "--host", str(f))
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_host_file_says_how_to_make_one(tmp_path: Path) -> None:
+    proc = cli("plan", "trellis", "--host", str(tmp_path / "nope.json"))
+    assert proc.returncode == 2 and "provision doctor --save" in proc.stderr
