@@ -169,6 +169,37 @@ def plan(target: str = typer.Argument(..., help="Target name or spec file."),
     raise typer.Exit(2 if result.blockers else 0)
 
 
+@app.command()
+def wslconfig(target: str = typer.Argument(..., help="Target name or spec file."),
+              windows_ram_gb: Optional[float] = typer.Option(None, "--windows-ram-gb", help="Windows RAM (default: read from Windows, else 32)."),
+              windows_cpus: Optional[int] = typer.Option(None, "--windows-cpus", help="Logical processors (default: from Windows, else 16)."),
+              memory: Optional[str] = typer.Option(None, "--memory", help="Override memory, e.g. 24GB."),
+              processors: Optional[int] = typer.Option(None, "--processors", help="Override processors."),
+              swap: Optional[str] = typer.Option(None, "--swap", help="Override swap, e.g. 16GB."),
+              mirrored: bool = typer.Option(False, "--mirrored", help="networkingMode=mirrored (proxy trouble, localhost)."),
+              dns_tunneling: bool = typer.Option(False, "--dns-tunneling", help="dnsTunneling=true."),
+              auto_proxy: bool = typer.Option(False, "--auto-proxy", help="autoProxy=true: use Windows' proxy."),
+              localhost_forwarding: Optional[bool] = typer.Option(None, "--localhost-forwarding/--no-localhost-forwarding"),
+              swap_file: Optional[str] = typer.Option(None, "--swap-file", help="swapFile path (Windows path)."),
+              auto_memory_reclaim: Optional[str] = typer.Option(None, "--auto-memory-reclaim", help="disabled|gradual|dropcache."),
+              sparse_vhd: bool = typer.Option(False, "--sparse-vhd", help="[experimental] sparseVhd=true."),
+              write: bool = typer.Option(False, "--write", help="Merge into the real .wslconfig (backup first)."),
+              path: Optional[Path] = typer.Option(None, "--path", help="The .wslconfig to merge into / lint."),
+              lint_only: bool = typer.Option(False, "--lint", help="Only lint the existing file."),
+              dry_run: bool = typer.Option(False, "--dry-run", help="With --write: show the diff, change nothing.")) -> None:
+    """Size a .wslconfig for TARGET; print it, or merge it into the real file with --write."""
+    from . import wslfile
+    from .specload import load_target
+
+    spec = load_target(target).spec
+    code = wslfile.run(spec, windows_ram_gb=windows_ram_gb, windows_cpus=windows_cpus, memory=memory,
+                       processors=processors, swap=swap, mirrored=mirrored, dns_tunneling=dns_tunneling,
+                       auto_proxy=auto_proxy, localhost_forwarding=localhost_forwarding, swap_file=swap_file,
+                       auto_memory_reclaim=auto_memory_reclaim, sparse_vhd=sparse_vhd, write=write, path=path,
+                       lint_only=lint_only, dry_run=dry_run, echo=typer.echo)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Entry point: run the app, turning known errors into messages and exit codes."""
     try:
