@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Union
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, StrictStr, Tag, field_validator,
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StrictStr, Tag, field_validator,
                       model_validator)
 
 from .versions import Dotted
@@ -38,6 +38,14 @@ class StrictModel(BaseModel):
 
 
 # --- field types -------------------------------------------------------------------
+
+
+def _int_to_float(v: object) -> object:
+    """Strict mode refuses 16 for a float field; a whole number of GB is fine."""
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+Number = Annotated[float, BeforeValidator(_int_to_float)]
 
 
 def _dotted(v: str) -> str:
@@ -271,7 +279,7 @@ class Extension(StrictModel):
     module: StrictStr  # what `import` names
     source: Source
     build: Literal["wheel", "inplace"]
-    peak_job_memory_gb: float = Field(gt=0, le=64)
+    peak_job_memory_gb: Number = Field(gt=0, le=64)
     nvcc: Literal["build", "runtime", "none"] = "build"
     min_nvcc: StrictStr | None = None  # defaults to the variant's CUDA version
     build_requires: list[PipPackage] = Field(default_factory=list)
@@ -290,11 +298,6 @@ class Extension(StrictModel):
             raise ValueError(f"{v!r} is not an importable module name")
         return v
 
-    @field_validator("peak_job_memory_gb", mode="before")
-    @classmethod
-    def _num(cls, v: object) -> object:
-        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
-
 
 # --- weights -------------------------------------------------------------------------
 
@@ -308,7 +311,7 @@ class HFRepo(StrictModel):
     repo_type: Literal["model", "dataset", "space"] = "model"
     gated: bool = False
     licence_url: StrictStr | None = None
-    size_gb: float | None = None
+    size_gb: Number | None = None
     local_dir_env: StrictStr | None = None  # env var the app reads a local path from
     why: StrictStr | None = None
 
@@ -325,11 +328,6 @@ class HFRepo(StrictModel):
             raise ValueError(f"revision {self.revision!r} is not pinned (a 40-hex commit sha); "
                              "if no commit is known yet, say why in `unpinned:`")
         return self
-
-    @field_validator("size_gb", mode="before")
-    @classmethod
-    def _num(cls, v: object) -> object:
-        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 class Checksum(StrictModel):
@@ -410,15 +408,10 @@ EnvValue = Annotated[
 
 
 class Resources(StrictModel):
-    ram_gb: float = Field(gt=0)
-    swap_gb: float = Field(ge=0)
-    disk_gb: float = Field(gt=0)
-    vram_gb: float = Field(gt=0)
-
-    @field_validator("ram_gb", "swap_gb", "disk_gb", "vram_gb", mode="before")
-    @classmethod
-    def _num(cls, v: object) -> object:
-        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    ram_gb: Number = Field(gt=0)
+    swap_gb: Number = Field(ge=0)
+    disk_gb: Number = Field(gt=0)
+    vram_gb: Number = Field(gt=0)
 
 
 class App(StrictModel):

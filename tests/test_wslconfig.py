@@ -168,3 +168,12 @@ def test_without_write_it_only_prints() -> None:
     proc = cli("trellis", "--windows-ram-gb", "32", "--windows-cpus", "16")
     assert proc.returncode == 0 and proc.stdout == (REPO / "wslconfig" / "trellis.wslconfig").read_text()
     assert "not written" in proc.stderr
+
+
+def test_lint_cli_gives_line_numbers_and_exit_2(tmp_path: Path) -> None:
+    f = tmp_path / ".wslconfig"
+    f.write_text("[wsl2]\nmemory=lots\nprocessors=-1\n")
+    proc = cli("trellis", "--path", str(f), "--lint", "--windows-ram-gb", "32", "--windows-cpus", "16")
+    assert proc.returncode == 2
+    assert f"{f}:2: memory=lots is not a size" in proc.stdout and f"{f}:3: processors=-1" in proc.stdout
+    assert f.read_text() == "[wsl2]\nmemory=lots\nprocessors=-1\n"
