@@ -153,7 +153,8 @@ def choose_variant(spec: TargetSpec, host: HostFacts, wanted: str | None) -> tup
             if wanted:
                 why = "asked for with --variant"
             elif key == spec.default_variant():
-                why = "the default variant, and this host can run it"
+                why = ("the default variant, and this host can run it" if host.gpus
+                       else "the default variant (no GPU found to check it against)")
             else:
                 why = f"the default ({spec.default_variant()}) cannot run on this host"
             return key, why, rejected

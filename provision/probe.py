@@ -243,9 +243,11 @@ def find_cxx(run: Runner) -> Compiler | None:
 
 def find_pythons(run: Runner) -> dict[str, str]:
     out: dict[str, str] = {}
+    seen: set[str] = set()
     for name in ("python3", "python"):
         path = shutil.which(name)
-        if path and path not in out:
+        if path and os.path.realpath(path) not in seen:
+            seen.add(os.path.realpath(path))
             v = run([path, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
             if v:
                 out[path] = v.strip()
