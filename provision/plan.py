@@ -105,8 +105,7 @@ def driver_max_cuda(spec: TargetSpec, host: HostFacts) -> Dotted | None:
     if not host.driver_version:
         return None
     drv = Dotted(host.driver_version)
-    fits = [Dotted(v) for v, tk in spec.cuda_toolkits.items()
-            if Dotted(tk.min_driver_windows if host.wsl else tk.min_driver_linux) <= drv]
+    fits = [Dotted(v) for v, tk in spec.cuda_toolkits.items() if Dotted(_min_driver_for(tk, host)) <= drv]
     return max(fits) if fits else None
 
 
@@ -251,7 +250,7 @@ def arch_findings(spec: TargetSpec, nvcc: NvccPlan, archs: list[Dotted]) -> list
 
 
 def format_arch_list(archs: list[Dotted], ptx: bool) -> str:
-    items = [a.text if len(a.parts) > 1 else f"{a.text}.0" for a in archs]
+    items = [a.major_minor().text for a in archs]
     if ptx and items:
         items[-1] += "+PTX"
     return ";".join(items)
@@ -260,13 +259,14 @@ def format_arch_list(archs: list[Dotted], ptx: bool) -> str:
 # --- memory ---------------------------------------------------------------------------------
 
 
-def build_memory_gb(host: HostFacts) -> float:
-    reserve = RESERVE_GB + RESERVE_FRACTION * host.ram_gb
-    return max(host.ram_gb - reserve, 0.0) + SWAP_SHARE * host.swap_gb
+def build_memory_gb(ram_gb: float, swap_gb: float) -> float:
+    """Memory compile jobs may plan on: RAM less what the system keeps, plus a share of swap."""
+    reserve = RESERVE_GB + RESERVE_FRACTION * ram_gb
+    return max(ram_gb - reserve, 0.0) + SWAP_SHARE * swap_gb
 
 
 def plan_jobs(ext: Extension, host: HostFacts) -> tuple[int, Finding | None]:
-    budget = build_memory_gb(host)
+    budget = build_memory_gb(host.ram_gb, host.swap_gb)
     fit = int(budget // ext.peak_job_memory_gb)
     jobs = max(1, min(fit, host.cpu_count))
     if fit >= 1:
@@ -302,7 +302,7 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
         if finding:
             warnings.append(finding)
     subst = {"prefix": prefix, "data": data, "arch_list": arch_list,
-             "arch_digits": ";".join(f"{a.parts[0]}{a.parts[1] if len(a.parts) > 1 else 0}" for a in archs)}
+             "arch_digits": ";".join(cc_arch(a).removeprefix("sm_") for a in archs)}
     env = {k: _fill(v, subst) for k, v in spec.env_values().items()}
     subst.update(env)
     steps = plan_steps(loaded, variant_key, exts, ext_plans, nvcc, arch_list, prefix, data, env, subst)

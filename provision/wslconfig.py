@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .errors import ProvisionError
 from .host import HostFacts
-from .plan import RESERVE_FRACTION, RESERVE_GB, SWAP_SHARE
+from .plan import build_memory_gb
 from .spec import TargetSpec
 
 # Documented keys (learn.microsoft.com/windows/wsl/wsl-config), lower-cased -> kind.
@@ -72,7 +72,7 @@ def size(spec: TargetSpec, windows_ram_gb: float, windows_cpus: int, host: HostF
     memory = max(1, math.floor(windows_ram_gb - leave))
     swap = max(1, math.ceil(spec.resources.swap_gb))
     biggest = max((e.peak_job_memory_gb for e in spec.extensions), default=0.0)
-    budget = max(memory - RESERVE_GB - RESERVE_FRACTION * memory, 0) + SWAP_SHARE * swap
+    budget = build_memory_gb(memory, swap)
     jobs = min(windows_cpus, int(budget // biggest)) if biggest else windows_cpus
     values = {"memory": f"{memory}GB", "processors": str(windows_cpus), "swap": f"{swap}GB"}
     reasons = {
