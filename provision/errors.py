@@ -87,3 +87,13 @@ class PlanRefused(ProvisionError):
 
 class UsageError(ProvisionError):
     """Bad command-line input that typer cannot catch by itself."""
+
+
+class LockError(ProvisionError):
+    """A lock could not be made: unsatisfiable, or an index or channel out of reach."""
+
+
+class Unreachable(LockError):
+    """An index or channel the lock needs cannot be reached from this machine."""
+
+    exit_code = 3

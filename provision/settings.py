@@ -44,3 +44,16 @@ def data_dir() -> Path:
         return Path(os.environ["PROVISION_DATA"])
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "provision"
+
+
+def cache_dir() -> Path:
+    """Solver and index caches (rattler's repodata, uv's wheels): $PROVISION_CACHE or XDG cache home."""
+    if os.environ.get("PROVISION_CACHE"):
+        return Path(os.environ["PROVISION_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "provision"
+
+
+def lockfiles_dir() -> Path:
+    """The committed lockfiles: lockfiles/<target>/<variant>/conda-lock.yml."""
+    return Path(os.environ.get("PROVISION_LOCKFILES", ROOT / "lockfiles"))

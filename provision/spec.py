@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Union
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -198,10 +199,24 @@ class PipPackage(StrictModel):
     extras: list[StrictStr] = Field(default_factory=list)  # imageio[ffmpeg] -> [ffmpeg]
     index: StrictStr = "pypi"
     git: GitSource | None = None
+    # A git package is installed with --no-deps, like an extension, so what it needs is
+    # stated here (read from its pyproject at the commit) and locked with the rest.
+    requires: list[StrictStr] = Field(default_factory=list)
+    build_requires: list[StrictStr] = Field(default_factory=list)
     why: StrictStr | None = None  # where upstream states this pin
 
     _n = field_validator("name")(classmethod(lambda cls, v: _pkg_name(v)))
     _v = field_validator("version")(classmethod(lambda cls, v: None if v is None else pip_version(v)))
+
+    @field_validator("requires", "build_requires")
+    @classmethod
+    def _reqs(cls, v: list[str]) -> list[str]:
+        for r in v:
+            try:
+                Requirement(r)
+            except InvalidRequirement as e:
+                raise ValueError(f"{r!r} is not a requirement ({e})") from None
+        return v
 
     @property
     def key(self) -> str:
@@ -226,6 +241,7 @@ class Override(StrictModel):
 class Pip(StrictModel):
     indexes: dict[StrictStr, Index] = Field(default_factory=dict)
     packages: list[PipPackage] = Field(default_factory=list)
+    overrides: list["Override"] = Field(default_factory=list)  # for every variant
 
 
 # --- CUDA base and variants ----------------------------------------------------------

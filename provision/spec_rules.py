@@ -46,6 +46,9 @@ def _indexes(spec: TargetSpec) -> Iterator[Finding]:
             if p.git is not None and p.version is not None:
                 yield (*base, i, "version"), "a git package is pinned by its commit, not a version", \
                     "remove `version:`"
+            if p.git is None and (p.requires or p.build_requires):
+                yield (*base, i, "requires"), "`requires` is only for git packages", \
+                    "an index package's dependencies come from its own metadata: remove `requires:`"
     for i, p in enumerate(spec.pip.packages):
         local = Version(p.exact).local if p.exact else None
         if local and local.startswith("cu"):

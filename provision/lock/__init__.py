@@ -1,0 +1,175 @@
+"""Lock stage: spec x variant x platform -> conda-lock file (conda via rattler, pip via uv).
+
+A lock is made whole or not at all: both halves are solved in memory and the file is
+written (atomically) only when both succeed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UsageError
+from ..fsutil import atomic_write_text
+from ..render import render
+from ..settings import display_path
+from ..specload import LoadedSpec
+from . import conda as conda_half
+from . import lockfile
+from . import pip as pip_half
+from .inputs import PYPI, LockInputs, lock_inputs
+
+
+@dataclass
+class LockOptions:
+    lockdir: Path
+    platform: str = "linux-64"
+    channel_snapshot: Path | None = None
+    default_index: str = PYPI
+    exclude_newer: str | None = None  # ISO date-time; default: the lockfile's, else today
+    upgrade: bool = False  # ignore the lockfile's exclude-newer and take today's packages
+    cuda_toolkit: bool = True  # False: lock without the conda CUDA toolkit, and record that
+
+
+@dataclass
+class LockResult:
+    target: str
+    variant: str
+    path: Path
+    written: bool
+    conda: int
+    pip: int
+    git: int
+    seconds: float
+    exclude_newer: str
+    categories: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"target": self.target, "variant": self.variant, "path": display_path(self.path),
+                "written": self.written, "conda_packages": self.conda, "pip_packages": self.pip,
+                "git_packages": self.git, "categories": self.categories,
+                "exclude_newer": self.exclude_newer, "seconds": round(self.seconds, 2)}
+
+
+def _parse_when(text: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def _exclude_newer(opts: LockOptions, path: Path) -> str:
+    """The publication cutoff: what makes re-locking the same inputs give the same bytes."""
+    if opts.exclude_newer:
+        if opts.exclude_newer == "none":
+            return "none"
+        try:
+            return _parse_when(opts.exclude_newer).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            raise UsageError(f"--exclude-newer {opts.exclude_newer!r} is not a date-time",
+                             hint="e.g. 2026-11-01 or 2026-11-01T00:00:00Z, or 'none' for no cutoff") from None
+    if not opts.upgrade and path.is_file():
+        try:
+            prev = lockfile.custom(lockfile.read(path), lockfile.META_EXCLUDE_NEWER)
+        except Exception:
+            prev = None
+        if prev:
+            return prev
+    today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockResult:
+    t0 = time.perf_counter()
+    inputs: LockInputs = lock_inputs(loaded.spec, variant, opts.platform)
+    path = lockfile.lockfile_path(opts.lockdir, loaded.name, variant)
+    when = _exclude_newer(opts, path)
+    cutoff = None if when == "none" else _parse_when(when)
+    conda = conda_half.solve(inputs, opts.channel_snapshot, cutoff, with_cuda=opts.cuda_toolkit)
+    py = next((r.version for r in conda if r.name == "python"), inputs.python)
+    pip = pip_half.resolve(inputs, py, opts.default_index, cutoff)
+    conda_from = "snapshot" if opts.channel_snapshot else "live"
+    cuda = (f"locked: {' '.join(inputs.cuda_specs)}" if opts.cuda_toolkit else
+            "not locked (--no-cuda-toolkit): apply can build only with a system nvcc the plan accepts")
+    model = lockfile.build(inputs, conda, pip, _source_name(loaded), when, conda_from, cuda)
+    header = render(
+        "conda-lock-header.j2", target=loaded.name, variant=variant, platform=inputs.platform,
+        source=_source_name(loaded), extra_args=_extra_args(opts), conda_count=len(conda),
+        cuda_category=any(r.category != conda_half.MAIN for r in conda),
+        cuda_count=sum(r.category != conda_half.MAIN for r in conda),
+        conda_from=f"the channel snapshot in {opts.channel_snapshot.name}/" if opts.channel_snapshot
+        else ", ".join(inputs.channels), pip_count=len(pip) - len(inputs.git),
+        git=[f"{g.name}@{g.commit[:12]}" for g in inputs.git], cuda_toolkit=cuda, exclude_newer=when,
+    )
+    text = lockfile.render(model, header)
+    old = path.read_text() if path.is_file() else None
+    written = old != text
+    if written:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    cats: dict[str, int] = {}
+    for r in conda:
+        cats[f"conda:{r.category}"] = cats.get(f"conda:{r.category}", 0) + 1
+    return LockResult(loaded.name, variant, path, written, len(conda), len(pip) - len(inputs.git),
+                      len(inputs.git), time.perf_counter() - t0, when, cats)
+
+
+def _source_name(loaded: LoadedSpec) -> str:
+    return f"envs/{loaded.path.name}"
+
+
+def _extra_args(opts: LockOptions) -> str:
+    args = []
+    if opts.channel_snapshot is not None:
+        args.append(f"--channel-snapshot {opts.channel_snapshot.name}")
+    if not opts.cuda_toolkit:
+        args.append("--no-cuda-toolkit")
+    return "".join(" " + a for a in args)
+
+
+def variants_to_lock(loaded: LoadedSpec, variant: str | None, all_variants: bool) -> list[str]:
+    spec = loaded.spec
+    if variant is not None:
+        if variant not in spec.variants:
+            raise UsageError(f"unknown variant {variant!r} for {spec.name}",
+                             hint=f"variants of {spec.name}: {', '.join(spec.variants)}")
+        return [variant]
+    return list(spec.variants) if all_variants else [spec.default_variant()]
+
+
+@dataclass
+class CheckResult:
+    target: str
+    variant: str
+    path: Path
+    status: str  # fresh | stale | missing
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"target": self.target, "variant": self.variant, "path": display_path(self.path),
+                "status": self.status, "detail": self.detail}
+
+
+def check_locks(loaded: LoadedSpec, lockdir: Path, variants: list[str] | None = None,
+                platform: str = "linux-64") -> list[CheckResult]:
+    """Compare each lockfile's recorded inputs with what the spec gives now (offline, fast).
+
+    Without `variants`, checks the lockfiles that exist for the target."""
+    out = []
+    names = variants if variants is not None else [
+        v for v in loaded.spec.variants if lockfile.lockfile_path(lockdir, loaded.name, v).is_file()]
+    for v in names:
+        path = lockfile.lockfile_path(lockdir, loaded.name, v)
+        if not path.is_file():
+            out.append(CheckResult(loaded.name, v, path, "missing", "no lockfile"))
+            continue
+        st = lockfile.check(path, lock_inputs(loaded.spec, v, platform))
+        detail = "matches the spec" if st.fresh else (
+            f"the spec's lock inputs changed (lockfile {str(st.found)[:12]}, spec {st.expected[:12]}): "
+            f"run `provision lock {loaded.name} --variant {v}`")
+        out.append(CheckResult(loaded.name, v, path, "fresh" if st.fresh else "stale", detail))
+    return out
+
+
+__all__ = ["CheckResult", "LockOptions", "LockResult", "check_locks", "lock_inputs", "lock_variant",
+           "lockfile", "variants_to_lock"]

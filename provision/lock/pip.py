@@ -1,0 +1,212 @@
+"""The pip half of a lock: resolved by uv for the target's Python and platform.
+
+uv reads a generated project (pyproject.toml with explicit per-package indexes, so a
+torch pinned to the PyTorch index can never come from PyPI) and writes a PEP 751
+`pylock.toml`: one URL and sha256 per file. We keep, per package, the one file the
+target machine will install. Git packages are not given to uv: they are locked by
+commit and their declared requirements are resolved in their place. Nothing is built
+here that needs CUDA: extensions are not pip requirements of the lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from ..errors import LockError, Unreachable
+from ..settings import cache_dir
+from .inputs import PLATFORMS, PYPI, IndexRef, LockInputs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class PipRecord:
+    name: str
+    version: str
+    url: str
+    sha256: str | None  # None only for git packages, which the commit pins
+    dependencies: tuple[str, ...]
+    source_url: str | None = None  # git+...@commit
+
+
+def uv_bin() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        import shutil
+
+        found = shutil.which("uv")
+        if not found:
+            raise LockError("uv is not installed", hint="pip install uv") from None
+        return found
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def project_toml(inputs: LockInputs) -> str:
+    """The project uv resolves: requirements, and which index each pinned package must use."""
+    lines = [
+        "[project]",
+        'name = "provision-lock-input"',
+        'version = "0"',
+        f"requires-python = {_toml_str('==' + inputs.python + '.*')}",
+        "dependencies = [",
+        *(f"  {_toml_str(r)}," for r in inputs.requirements),
+        "]",
+    ]
+    for ix in inputs.indexes:
+        lines += ["", "[[tool.uv.index]]", f"name = {_toml_str(ix.name)}", f"url = {_toml_str(ix.url)}",
+                  "explicit = true"]
+        if ix.kind == "find_links":
+            lines.append('format = "flat"')
+    if inputs.sources:
+        lines += ["", "[tool.uv.sources]"]
+        lines += [f"{_toml_str(p)} = {{ index = {_toml_str(i)} }}" for p, i in inputs.sources.items()]
+    return "\n".join(lines) + "\n"
+
+
+def target_tags(python: str, platform: str) -> list[Tag]:
+    """Wheel tags the target accepts, best first (cp310 manylinux_2_28 down to py3-none-any)."""
+    major, minor = (int(x) for x in python.split(".")[:2])
+    arch = "x86_64"
+    floor = int(PLATFORMS[platform]["glibc"].split(".")[1])
+    plats = [f"manylinux_2_{m}_{arch}" for m in range(floor, 4, -1)]
+    plats += [f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}", f"linux_{arch}"]
+    return [*cpython_tags((major, minor), platforms=plats), *compatible_tags((major, minor), platforms=plats)]
+
+
+def _choose(pkg: dict, tags: list[Tag]) -> tuple[str, str]:
+    rank = {t: i for i, t in enumerate(tags)}
+    best: tuple[int, dict] | None = None
+    for w in pkg.get("wheels", []):
+        fname = w.get("name") or w["url"].rsplit("/", 1)[-1]
+        _, _, _, wtags = parse_wheel_filename(fname.replace("%2B", "+"))
+        score = min((rank[t] for t in wtags if t in rank), default=None)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, w)
+    art = best[1] if best else pkg.get("sdist")
+    if not art:
+        raise LockError(f"{pkg['name']} {pkg['version']} has no file for this platform",
+                        hint="its index offers no wheel for the target's Python/platform and no sdist")
+    sha = art.get("hashes", {}).get("sha256")
+    if not sha:
+        raise LockError(f"{pkg['name']} {pkg['version']}: its index gives no sha256 for {art['url']}",
+                        hint="provision never locks a file it cannot check; use an index that publishes hashes")
+    return art["url"], sha
+
+
+_VIA = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==\S+\s+#\s+via\s+(.*)$")
+
+
+def _dependencies(annotated: str) -> dict[str, list[str]]:
+    """Invert uv's `# via` annotations into each package's dependencies."""
+    deps: dict[str, list[str]] = {}
+    for line in annotated.splitlines():
+        m = _VIA.match(line.strip())
+        if not m:
+            continue
+        child = canonicalize_name(m.group(1))
+        for parent in m.group(2).split(","):
+            parent = parent.strip().split(" ")[0]
+            if parent and not parent.startswith("-") and parent != "provision-lock-input":
+                deps.setdefault(canonicalize_name(parent), []).append(child)
+    return deps
+
+
+def _run_uv(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    env |= {"UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
+    return subprocess.run([uv_bin(), *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+_NET = re.compile(r"(Failed to fetch|dns error|error sending request|Connect|timed out|connection refused)", re.I)
+_URL = re.compile(r"https?://[^\s`'\"]+")
+
+
+def _which_index(urls: list[str], inputs: LockInputs) -> IndexRef | None:
+    for ix in inputs.indexes:
+        if any(u.startswith(ix.url.rstrip("/")) for u in urls):
+            return ix
+    for ix in inputs.indexes:
+        if any(urlsplit(u).netloc == urlsplit(ix.url).netloc for u in urls):
+            return ix
+    return None
+
+
+def _diagnose(stderr: str, inputs: LockInputs, default_index: str) -> LockError:
+    text = "\n".join(l for l in stderr.splitlines() if "requested Python version" not in l
+                     and "will be used to build" not in l).strip()
+    if _NET.search(text):
+        urls = [u.rstrip("`.,:") for u in _URL.findall(text)]
+        ix = _which_index(urls, inputs)
+        if ix is not None:
+            users = ", ".join(inputs.index_users(ix.name))
+            return Unreachable(
+                f"cannot reach index {ix.name!r} ({ix.url}), needed by {users}",
+                hint=f"lock {inputs.target}/{inputs.variant} on a machine that reaches it; nothing was written",
+            )
+        return Unreachable(f"cannot reach the package index ({urls[0] if urls else default_index}):\n{text}",
+                           hint="check the network and proxy variables; nothing was written")
+    return LockError(f"pip packages of {inputs.target}/{inputs.variant} cannot be resolved:\n{text}",
+                     hint="the pins under pip.packages and the variant contradict each other; "
+                          "a deliberate contradiction belongs in the variant's overrides")
+
+
+def resolve(inputs: LockInputs, python_version: str, default_index: str = PYPI,
+            exclude_newer: dt.datetime | None = None) -> list[PipRecord]:
+    """Resolve the pip requirements; one record per package, plus the git pins."""
+    with tempfile.TemporaryDirectory(prefix="provision-lock-") as tmp:
+        d = Path(tmp)
+        (d / "pyproject.toml").write_text(project_toml(inputs))
+        (d / "overrides.txt").write_text("".join(o + "\n" for o in inputs.overrides))
+        common = [
+            "pip", "compile", "pyproject.toml", "--no-config", "--quiet", "--no-header",
+            "--python-version", python_version,
+            "--python-platform", PLATFORMS[inputs.platform]["uv"],
+            "--default-index", default_index,
+            "--override", "overrides.txt",
+            "--cache-dir", str(cache_dir() / "uv"),
+        ]
+        if exclude_newer is not None:
+            common += ["--exclude-newer", exclude_newer.strftime("%Y-%m-%dT%H:%M:%SZ")]
+            # Indexes such as download.pytorch.org publish no upload times: a cutoff would hide
+            # every file. Packages pinned to them are pinned exactly anyway.
+            for pkg in inputs.sources:
+                common += ["--exclude-newer-package", f"{pkg}=false"]
+        run = _run_uv([*common, "--format", "pylock.toml", "-o", "pylock.toml"], d)
+        if run.returncode != 0:
+            raise _diagnose(run.stderr, inputs, default_index)
+        lock = tomllib.loads((d / "pylock.toml").read_text())
+        ann = _run_uv([*common, "--annotation-style", "line"], d)
+        if ann.returncode != 0:
+            raise _diagnose(ann.stderr, inputs, default_index)
+    deps = _dependencies(ann.stdout)
+    tags = target_tags(python_version, inputs.platform)
+    out = []
+    for pkg in lock.get("packages", []):
+        name = canonicalize_name(pkg["name"])
+        url, sha = _choose(pkg, tags)
+        out.append(PipRecord(name, str(pkg["version"]), url, sha, tuple(sorted(set(deps.get(name, []))))))
+    for g in inputs.git:
+        reqdeps = tuple(sorted({canonicalize_name(re.split(r"[\s<>=!~;\[(]", r, 1)[0]) for r in g.requires}))
+        out.append(PipRecord(canonicalize_name(g.name), f"0+g{g.commit[:12]}", g.pip_url, None, reqdeps,
+                             source_url=g.pip_url))
+    return sorted(out, key=lambda r: r.name)

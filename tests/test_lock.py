@@ -1,0 +1,227 @@
+"""provision lock: given a spec and reachable (loopback) channels and indexes, the lockfile is ...
+
+The channel holds real .conda files indexed by rattler; the pip index serves real wheels.
+What we write is read back by conda-lock's parser and renderer, and installed by pip with
+--require-hashes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from provision.cli import app
+from provision.lock import lockfile
+from provision.render import render
+from repofactory import flat_page, serve, simple_index, toy_channel, wheel
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+SPEC = """\
+schema_version: 1
+name: toy
+description: a target for lock tests
+upstream: {{repo: "https://example.invalid/toy", commit: {commit}, read_from: [setup.sh]}}
+python: "3.10"
+cuda_toolkits:
+  "12.8": {{min_driver_linux: "570.26", min_driver_windows: "570.65", nvcc_min_arch: "5.0",
+           nvcc_max_arch: "12.0", conda_channel: "{chan}", conda_packages: [cuda-nvcc], max_gcc: "14"}}
+conda:
+  channels: ["{chan}"]
+  packages:
+    - {{name: python, version: "3.10.*"}}
+    - {{name: pip}}
+pip:
+  indexes:
+    flat: {{url: "{pip}/flat.html", kind: find_links}}
+  packages:
+    - {{name: alpha, version: "{alpha}"}}
+    - {{name: gamma, version: "0.5", index: flat}}
+    - name: utilz
+      git: {{git: "https://example.invalid/utilz.git", commit: {commit}}}
+      requires: [beta]
+      build_requires: ["setuptools>=61"]
+variants:
+  cu128:
+    cuda: "12.8"
+    default: true
+    description: toy
+    packages:
+      - {{name: torch, version: "2.8.0"}}
+    overrides:
+      - {{name: beta, version: "1.0", why: "alpha says beta>=2 but works with 1.0"}}
+    host: {{min_compute_capability: "7.0", max_compute_capability: "12.0"}}
+resources: {{ram_gb: 8, swap_gb: 4, disk_gb: 10, vram_gb: 4}}
+app: {{launch: python app.py, port: 7860}}
+"""
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("repos")
+    toy_channel(root / "chan")
+    files = root / "pypi" / "files"
+    wheel(files, "alpha", "1.0", ("beta>=2",))
+    wheel(files, "beta", "1.0")
+    wheel(files, "beta", "2.0")
+    wheel(files, "torch", "2.8.0", ("beta",))
+    wheel(files, "setuptools", "70.0.0")
+    wheel(files, "wheel", "0.43.0")
+    simple_index(root / "pypi")
+    wheel(root / "pypi" / "flatfiles", "gamma", "0.5")
+    flat_page(root / "pypi", "flat.html", "flatfiles")
+    with serve(root) as url:
+        yield {"root": root, "chan": f"{url}/chan", "pip": f"{url}/pypi", "index": f"{url}/pypi/simple"}
+
+
+def write_spec(d: Path, repos: dict, alpha: str = "1.0") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / "toy.yaml"
+    p.write_text(SPEC.format(commit=COMMIT, chan=repos["chan"], pip=repos["pip"], alpha=alpha))
+    return p
+
+
+def run(*args: str):
+    from provision.errors import ProvisionError
+
+    try:
+        result = CliRunner().invoke(app, list(args), standalone_mode=False, catch_exceptions=False)
+        return result.exit_code if isinstance(result.return_value, int) is False else result.return_value, result.output
+    except ProvisionError as e:
+        return e.exit_code, "\n".join(e.lines())
+
+
+def lock(tmp_path: Path, repos: dict, *extra: str, spec: Path | None = None):
+    spec = spec or write_spec(tmp_path / "envs", repos)
+    return run("lock", str(spec), "--lockdir", str(tmp_path / "lockfiles"), "--index-url", repos["index"],
+               "--exclude-newer", "none", *extra)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
+
+
+def test_lock_writes_a_conda_lock_file_that_conda_lock_reads(tmp_path: Path, repos: dict) -> None:
+    code, out = lock(tmp_path, repos)
+    assert code == 0, out
+    path = tmp_path / "lockfiles" / "toy" / "cu128" / "conda-lock.yml"
+    lock_ = lockfile.read(path)  # conda-lock's own parser
+    conda = {p.name: p for p in lock_.package if p.manager == "conda"}
+    pip = {p.name: p for p in lock_.package if p.manager == "pip"}
+    # python 3.10 (not 3.11), pip, and the CUDA toolkit in its own optional category
+    assert conda["python"].version == "3.10.19"
+    assert conda["python"].categories == {"main"} and conda["libzlib"].categories == {"main"}
+    assert conda["cuda-nvcc"].categories == {"cuda-toolkit"}
+    assert all(p.hash.md5 and p.hash.sha256 and p.url.startswith(repos["chan"]) for p in conda.values())
+    # pip: the override wins over alpha's own beta>=2; gamma comes from the find-links page
+    assert pip["beta"].version == "1.0"
+    assert pip["gamma"].url.startswith(f"{repos['pip']}/flatfiles/")
+    assert pip["torch"].version == "2.8.0"
+    assert {"setuptools", "wheel"} <= set(pip)
+    assert all(len(p.hash.sha256 or "") == 64 for n, p in pip.items() if n != "utilz")
+    # the git package is pinned by commit, its requires resolved in its place
+    assert pip["utilz"].source.url == f"git+https://example.invalid/utilz.git@{COMMIT}"
+    assert "beta" in pip["utilz"].dependencies
+    assert "alpha" in pip and "beta" in pip["alpha"].dependencies
+    meta = lock_.metadata.custom_metadata
+    assert meta["provision-target"] == "toy" and meta["provision-exclude-newer"] == "none"
+
+
+def test_locking_twice_gives_the_same_bytes(tmp_path: Path, repos: dict) -> None:
+    assert lock(tmp_path, repos)[0] == 0
+    path = tmp_path / "lockfiles" / "toy" / "cu128" / "conda-lock.yml"
+    first = path.read_bytes()
+    code, out = lock(tmp_path, repos)
+    assert code == 0 and "unchanged" in out, out
+    assert path.read_bytes() == first
+
+
+def test_check_says_fresh_then_stale_after_a_pin_changes(tmp_path: Path, repos: dict) -> None:
+    spec = write_spec(tmp_path / "envs", repos)
+    assert lock(tmp_path, repos, spec=spec)[0] == 0
+    code, out = run("lock", str(spec), "--check", "--lockdir", str(tmp_path / "lockfiles"))
+    assert code == 0 and "fresh" in out
+    write_spec(tmp_path / "envs", repos, alpha="1.0.0")  # a different pin, same meaning to pip
+    code, out = run("lock", str(spec), "--check", "--lockdir", str(tmp_path / "lockfiles"))
+    assert code == 1 and "stale" in out and "provision lock toy --variant cu128" in out
+
+
+def test_conda_lock_render_makes_an_explicit_file(tmp_path: Path, repos: dict) -> None:
+    assert lock(tmp_path, repos)[0] == 0
+    d = tmp_path / "lockfiles" / "toy" / "cu128"
+    exe = Path(sys.executable).parent / "conda-lock"
+    r = subprocess.run([str(exe), "render", "-k", "explicit", "-p", "linux-64", "conda-lock.yml"],
+                       cwd=d, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = (d / "conda-linux-64.lock").read_text()
+    assert "@EXPLICIT" in text and "/python-3.10.19-" in text and "# pip alpha @ " in text
+
+
+def test_the_pip_half_installs_with_require_hashes(tmp_path: Path, repos: dict) -> None:
+    assert lock(tmp_path, repos)[0] == 0
+    lk = lockfile.read(tmp_path / "lockfiles" / "toy" / "cu128" / "conda-lock.yml")
+    pins = lockfile.pip_pins(lk)
+    req = tmp_path / "requirements.txt"
+    req.write_text(render("requirements.txt.j2", target="toy", variant="cu128", pins=pins,
+                          git=[p for p in pins if p.git]))
+    assert "utilz @ git+" in req.read_text() and "\nutilz @" not in req.read_text()
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--require-hashes", "--no-index",
+                        "--isolated", "--target", str(target), "-r", str(req)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (target / "alpha" / "__init__.py").is_file() and (target / "gamma").is_dir()
+
+
+def test_an_unsatisfiable_pin_gives_the_resolvers_explanation_and_writes_nothing(tmp_path: Path, repos: dict) -> None:
+    spec = write_spec(tmp_path / "envs", repos, alpha="9.9")
+    code, out = lock(tmp_path, repos, spec=spec)
+    assert code == 2
+    assert "cannot be resolved" in out and "alpha" in out and "hint:" in out
+    assert not (tmp_path / "lockfiles" / "toy").exists()
+
+
+def test_an_unreachable_index_is_named_and_nothing_is_written(tmp_path: Path, repos: dict) -> None:
+    spec = write_spec(tmp_path / "envs", repos)
+    spec.write_text(spec.read_text().replace(f"{repos['pip']}/flat.html", "http://127.0.0.1:9/flat.html"))
+    code, out = lock(tmp_path, repos, spec=spec)
+    assert code == 3, out
+    assert "cannot reach index 'flat' (http://127.0.0.1:9/flat.html), needed by gamma" in out
+    assert not (tmp_path / "lockfiles" / "toy").exists()
+
+
+def test_a_snapshot_without_the_cuda_toolkit_locks_only_with_no_cuda_toolkit(tmp_path: Path, repos: dict) -> None:
+    """A snapshot holds real records with base_url; the lock carries the real URLs."""
+    import json
+
+    snap = tmp_path / "snap"
+    for sub in ("linux-64", "noarch"):
+        rd = json.loads((repos["root"] / "chan" / sub / "repodata.json").read_text())
+        for key in ("packages", "packages.conda"):
+            rd[key] = {k: v for k, v in rd.get(key, {}).items() if not v["name"].startswith("cuda")}
+        rd["info"]["base_url"] = f"https://conda.anaconda.org/conda-forge/{sub}/"
+        (snap / "conda-forge" / sub).mkdir(parents=True)
+        (snap / "conda-forge" / sub / "repodata.json").write_text(json.dumps(rd))
+    spec = write_spec(tmp_path / "envs", repos)
+    spec.write_text(spec.read_text().replace(f'"{repos["chan"]}"', '"conda-forge"'))
+    code, out = lock(tmp_path, repos, "--channel-snapshot", str(snap), spec=spec)
+    assert code == 2 and "No candidates were found for cuda-version" in out and "--no-cuda-toolkit" in out
+    code, out = lock(tmp_path, repos, "--channel-snapshot", str(snap), "--no-cuda-toolkit", spec=spec)
+    assert code == 0, out
+    text = (tmp_path / "lockfiles" / "toy" / "cu128" / "conda-lock.yml").read_text()
+    assert "url: https://conda.anaconda.org/conda-forge/linux-64/python-3.10.19-h3c07f61_2_cpython.conda" in text
+    assert "CUDA toolkit: not locked (--no-cuda-toolkit)" in text
+    shutil.rmtree(snap / "conda-forge" / "noarch")
+    code, out = lock(tmp_path, repos, "--channel-snapshot", str(snap), "--no-cuda-toolkit", spec=spec)
+    assert code == 2 and "noarch/repodata.json" in out
+
+
+def test_committed_lockfiles_match_their_specs() -> None:
+    code, out = run("lock", "--check")
+    assert code == 0, out
+    assert "fresh" in out
