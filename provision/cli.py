@@ -268,6 +268,43 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command("compile")
+def compile_(target: str = typer.Argument(..., help="Target name or spec file."),
+             out: Path = typer.Option(..., "--out", help="Directory to write (new, empty, or an earlier compile output)."),
+             host_file: Optional[Path] = HostOpt,
+             variant: Optional[str] = VariantOpt,
+             prefix: Optional[str] = typer.Option(None, "--prefix", help="Environment prefix (default: DATA/envs/TARGET)."),
+             data: Optional[str] = typer.Option(None, "--data-dir", help="Where envs, sources and weights go."),
+             ptx: bool = typer.Option(False, "--ptx", help="Add +PTX to the highest arch."),
+             no_lock: bool = typer.Option(False, "--no-lock", help="Compile without the lockfile when the variant has none yet."),
+             windows_ram_gb: float = typer.Option(32, "--windows-ram-gb", help="Windows RAM, for the .wslconfig of a WSL host."),
+             windows_cpus: int = typer.Option(16, "--windows-cpus", help="Windows logical processors, for the .wslconfig."),
+             lockdir: Optional[Path] = typer.Option(None, "--lockdir", help="Where lockfiles live (default: lockfiles/)."),
+             as_json: bool = JsonOpt) -> None:
+    """Write every artifact of TARGET for a host: lockfile, requirements, activation, .pth shims,
+    mirror script + SHA256SUMS, checklist, .wslconfig (WSL), README. Same inputs, same bytes."""
+    from .compile import CompileOptions, artifacts_for, write_tree
+    from .plan import PlanOptions
+    from .settings import data_dir, display_path, lockfiles_dir
+    from .specload import load_target
+
+    loaded = load_target(target)
+    host = _host(host_file, loaded.spec.app.port)
+    opts = CompileOptions(lockdir=lockdir or lockfiles_dir(), require_lock=not no_lock,
+                          windows_ram_gb=windows_ram_gb, windows_cpus=windows_cpus,
+                          plan=PlanOptions(variant=variant, ptx=ptx, prefix=prefix, data_dir=data or str(data_dir())))
+    result, files = artifacts_for(loaded, host, opts)
+    write_tree(files, out)
+    if as_json:
+        _echo_json({"out": display_path(out), "variant": result.variant, "files": sorted(files),
+                    "blockers": [b.model_dump() for b in result.blockers]})
+    else:
+        typer.echo(f"wrote {len(files)} files for {loaded.name}/{result.variant} to {display_path(out)}")
+        for b in result.blockers:
+            typer.echo(f"blocker: {b.what}\n  fix: {b.fix}", err=True)
+    raise typer.Exit(2 if result.blockers else 0)
+
+
 def main() -> None:
     """Entry point: run the app, turning known errors into messages and exit codes."""
     try:

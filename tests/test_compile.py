@@ -1,0 +1,85 @@
+"""provision compile: given a target and a host file, every artifact is written, and the same
+inputs give the same bytes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from conftest import FIXTURES
+from test_lock import run
+
+HOST_5070 = str(FIXTURES / "hosts" / "rtx5070ti-wsl2.json")
+HOST_A6000 = str(FIXTURES / "hosts" / "a6000-linux-535.json")
+
+
+def compile_(out: Path, target: str = "triposr", host: str = HOST_5070, *extra: str):
+    return run("compile", target, "--host", host, "--out", str(out), "--data-dir", "/data", *extra)
+
+
+def test_triposr_on_the_rtx_5070_ti_gets_every_artifact(tmp_path: Path) -> None:
+    code, out = compile_(tmp_path / "c")
+    assert code == 0, out
+    c = tmp_path / "c"
+    names = {str(p.relative_to(c)) for p in c.rglob("*") if p.is_file()}
+    assert {"conda-lock.yml", "requirements.txt", "activate.sh", "checklist.json", "plan.json", "README.md",
+            "etc/conda/activate.d/provision-triposr.sh", "etc/conda/deactivate.d/provision-triposr.sh",
+            "mirror/mirror.sh", "mirror/SHA256SUMS", "wslconfig/.wslconfig", "FILES.sha256"} <= names
+    plan = json.loads((c / "plan.json").read_text())
+    assert plan["variant"] == "cu128" and plan["torch_cuda_arch_list"] == "12.0"  # Blackwell: sm_120
+    req = (c / "requirements.txt").read_text()
+    assert "torch @ https://files.pythonhosted.org/" in req and "--hash=sha256:" in req
+    sums = (c / "mirror" / "SHA256SUMS").read_text().splitlines()
+    assert all(len(line.split("  ")[0]) == 64 for line in sums)
+    assert any(line.endswith(".whl") and "wheels/torch-2.8.0" in line for line in sums)
+    assert subprocess.run(["sh", "-n", str(c / "mirror" / "mirror.sh")]).returncode == 0
+    checks = {ch["id"]: ch for ch in json.loads((c / "checklist.json").read_text())["checks"]}
+    assert checks["arch"]["expect"] == ["12.0"] and checks["arch"]["needs_gpu"]
+    assert checks["locked-packages"]["expect"]["torch"] == "2.8.0"
+    assert "binary-torchmcubes" in checks and "kernel-torchmcubes" in checks
+
+
+def test_compiling_twice_gives_identical_bytes(tmp_path: Path) -> None:
+    assert compile_(tmp_path / "a")[0] == 0
+    assert compile_(tmp_path / "b")[0] == 0
+    a = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    b = {p.relative_to(tmp_path / "b"): p.read_bytes() for p in (tmp_path / "b").rglob("*") if p.is_file()}
+    assert a == b
+    assert compile_(tmp_path / "a")[0] == 0  # recompiling into its own output replaces it
+
+
+def test_activation_sets_and_deactivation_restores(tmp_path: Path) -> None:
+    assert compile_(tmp_path / "c")[0] == 0
+    c = tmp_path / "c"
+    script = (f'export HF_HOME=/mine; unset HF_HUB_OFFLINE; . {c}/etc/conda/activate.d/provision-triposr.sh; '
+              f'echo "$HF_HOME $HF_HUB_OFFLINE"; . {c}/etc/conda/deactivate.d/provision-triposr.sh; '
+              f'echo "$HF_HOME ${{HF_HUB_OFFLINE-unset}}"; . {c}/activate.sh; echo "$PATH" | cut -d: -f1; '
+              f'provision_deactivate; echo "$HF_HOME"')
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:4] == ["/data/huggingface 1", "/mine unset", "/data/envs/triposr/bin", "/mine"]
+
+
+def test_trellis2_on_the_a6000_needs_a_lock_that_cannot_be_made_here(tmp_path: Path) -> None:
+    code, out = compile_(tmp_path / "c", "trellis2", HOST_A6000)
+    assert code == 2 and "no lockfile for trellis2/cu121" in out and "--no-lock" in out
+    assert not (tmp_path / "c").exists()
+    code, out = compile_(tmp_path / "c", "trellis2", HOST_A6000, "--no-lock")
+    assert code == 0, out
+    c = tmp_path / "c"
+    assert "No lockfile was included" in (c / "README.md").read_text()
+    shims = sorted(p.name for p in (c / "site-packages").iterdir())
+    assert shims == ["provision-flex-gemm.pth", "provision-o-voxel.pth"]
+    assert (c / "site-packages" / "provision-flex-gemm.pth").read_text().splitlines()[-1] == \
+        "/data/envs/trellis2/share/provision/ext/flex-gemm"
+    assert not (c / "wslconfig").exists()  # a Linux host gets no .wslconfig
+    assert "flash_attn-2.7.3.tar.gz" in (c / "mirror" / "SHA256SUMS").read_text()
+
+
+def test_compile_never_overwrites_a_directory_it_did_not_write(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    code, out = compile_(mine)
+    assert code == 2 and "was not written by provision compile" in out
+    assert (mine / "notes.txt").read_text() == "keep me"
