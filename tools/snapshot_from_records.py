@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "channels" / "sources" / "records.json"
+CUDA_DEV = ROOT / "channels" / "sources" / "cuda-dev-12.8.json"  # cuBLAS/cuSPARSE/cuSOLVER/cuRAND dev, cccl
 # python 3.10.19 and its closure, pip/setuptools/wheel, and the CUDA 12.8 compiler set.
 SETS = [("python310-alt-numba-cuda-env", None), ("python310", {"pip", "setuptools", "wheel"}), ("cuda-12.x", None)]
 NOARCH = {"pip": "python", "setuptools": "python", "wheel": "python"}
@@ -22,8 +23,9 @@ NOARCH = {"pip": "python", "setuptools": "python", "wheel": "python"}
 
 def main() -> int:
     data = json.loads(RECORDS.read_text())
+    data["sets"]["cuda-dev-12.8"] = json.loads(CUDA_DEV.read_text())["records"]
     chosen: dict[str, dict] = {}
-    for set_name, only in SETS:
+    for set_name, only in [*SETS, ("cuda-dev-12.8", None)]:
         for r in data["sets"][set_name]:
             if only is not None and r["name"] not in only:
                 continue

@@ -191,13 +191,16 @@ def resolve(inputs: LockInputs, python_version: str, default_index: str = PYPI,
             # every file. Packages pinned to them are pinned exactly anyway.
             for pkg in inputs.sources:
                 common += ["--exclude-newer-package", f"{pkg}=false"]
+        # Two views of one resolution: pylock.toml has the files and hashes; the annotated
+        # requirements say which package pulled in which. The second pass reads only what the
+        # first put in the cache (--offline): same answer, no second round of index requests.
         run = _run_uv([*common, "--format", "pylock.toml", "-o", "pylock.toml"], d)
         if run.returncode != 0:
             raise _diagnose(run.stderr, inputs, default_index)
-        lock = tomllib.loads((d / "pylock.toml").read_text())
-        ann = _run_uv([*common, "--annotation-style", "line"], d)
+        ann = _run_uv([*common, "--offline", "--annotation-style", "line"], d)
         if ann.returncode != 0:
             raise _diagnose(ann.stderr, inputs, default_index)
+        lock = tomllib.loads((d / "pylock.toml").read_text())
     deps = _dependencies(ann.stdout)
     tags = target_tags(python_version, inputs.platform)
     out = []
