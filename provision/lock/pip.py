@@ -198,6 +198,8 @@ def resolve(inputs: LockInputs, python_version: str, default_index: str = PYPI,
         if run.returncode != 0:
             raise _diagnose(run.stderr, inputs, default_index)
         ann = _run_uv([*common, "--offline", "--annotation-style", "line"], d)
+        if ann.returncode != 0:  # uv does not cache find-links pages: ask again online
+            ann = _run_uv([*common, "--annotation-style", "line"], d)
         if ann.returncode != 0:
             raise _diagnose(ann.stderr, inputs, default_index)
         lock = tomllib.loads((d / "pylock.toml").read_text())
