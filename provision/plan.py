@@ -383,16 +383,20 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
     spec = loaded.spec
     q = shlex.quote
     py = f"{prefix}/bin/python"
-    lockdir = f"lockfiles/{spec.name}/{variant}"
+    compiled = f"{data}/compiled/{spec.name}"
     constraints = f"{prefix}/share/provision/constraints.txt"
-    steps = [Step(id="create-env", title=f"create the environment (Python {spec.python}) from the lockfile",
-                  command=f"micromamba create -y -p {q(prefix)} -f {lockdir}/conda-lock.yml")]
+    steps = [
+        Step(id="compile", title="compile the lockfile, hashed requirements, activation and shims for this host",
+             command=f"provision compile {spec.name} --variant {variant} --out {q(compiled)}"),
+        Step(id="create-env", title=f"create the environment (Python {spec.python}) from the lockfile",
+             command=f"micromamba create -y -p {q(prefix)} -f {compiled}/conda-lock.yml"),
+    ]
     if nvcc.source == "conda":
         steps.append(Step(id="cuda-toolkit", title=f"add nvcc {nvcc.version} to the env (the host's does not fit)",
                           command=f"micromamba install -y -p {q(prefix)} -c {nvcc.conda_channel} "
                                   + " ".join(q(p) for p in nvcc.conda_packages)))
     steps.append(Step(id="pip-install", title="install the locked pip packages, hashes enforced",
-                      command=f"{py} -m pip install --no-deps --require-hashes -r {lockdir}/requirements.txt"))
+                      command=f"{py} -m pip install --no-deps --require-hashes -r {compiled}/requirements.txt"))
     torch = spec.torch_version(variant)
     steps.append(Step(id="torch-guard", title=f"pin torch {torch} and every installed package for later steps",
                       command=f"{py} -m pip freeze --exclude-editable > {constraints} && "
@@ -419,8 +423,8 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
                    f"/provision-{e.name}.pth")
         steps.append(Step(id=f"build-{e.name}", title=f"build {e.name} ({e.build}, {ep.max_jobs} jobs, archs {arch_list or 'none'})",
                           command=cmd, env=build_env))
-    steps.append(Step(id="activation", title="write activate.d / deactivate.d scripts with the spec's variables",
-                      command=f"provision compile {spec.name} --out {prefix}/share/provision", env=env))
+    steps.append(Step(id="activation", title="install the activate.d / deactivate.d scripts with the spec's variables",
+                      command=f"cp -r {compiled}/etc {q(prefix)}/", env=env))
     if spec.weights.huggingface or spec.weights.urls or spec.weights.torch_hub:
         steps.append(Step(id="weights", title="fetch and place the weights",
                           command=f"provision mirror {spec.name} --to {data}/bundles/{spec.name} && "
