@@ -9,7 +9,7 @@ Routes (the parts provision uses):
 Faults: server.fault(path_suffix, kind, times=1) with kind in drop (half the body, then the
 connection closes), 500, 429 (Retry-After: 0), 401, truncate (a shorter body, honest length),
 wrong (same length, wrong bytes), stall (sleeps past the client's read timeout), norange
-(answers 200 with the whole file to a Range request).
+(answers 200 with the whole file to a Range request), slow (64 KB every 20 ms).
 """
 
 from __future__ import annotations
@@ -169,10 +169,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         view = memoryview(body)
-        for i in range(0, len(body), 1 << 20):
-            self.wfile.write(view[i:i + (1 << 20)])
-        with self.state.lock:
-            self.state.bytes_sent += len(body)
+        step = 1 << 16 if fault == "slow" else 1 << 20
+        for i in range(0, len(body), step):
+            self.wfile.write(view[i:i + step])
+            with self.state.lock:
+                self.state.bytes_sent += len(view[i:i + step])
+            if fault == "slow":
+                time.sleep(0.02)
 
 
 class FakeServer:
