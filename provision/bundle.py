@@ -76,6 +76,15 @@ class Bundle:
     root: Path
     targets: dict[str, dict[str, object]] = field(default_factory=dict)
     entries: dict[str, Entry] = field(default_factory=dict)
+    _saved_at: float = 0.0
+
+    def save_every(self, seconds: float) -> None:
+        """Save if the last save is older than `seconds`. A run killed in between loses
+        nothing: a blob under its content address is found again by its name."""
+        import time
+
+        if time.monotonic() - self._saved_at >= seconds:
+            self.save()
 
     @property
     def manifest_path(self) -> Path:
@@ -113,14 +122,18 @@ class Bundle:
         return bool(e.sha256) and self.blob(e.sha256).is_file() and (
             e.size is None or self.blob(e.sha256).stat().st_size == e.size)
 
-    def record(self, e: Entry) -> None:
+    def record(self, e: Entry, flush: bool = True) -> None:
         prev = self.entries.get(e.key)
         if prev is not None:
             e.targets = sorted(set(prev.targets) | set(e.targets))
         self.entries[e.key] = e
-        self.save()
+        if flush:
+            self.save()
 
     def save(self) -> None:
+        import time
+
+        self._saved_at = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
         arts = [e.as_dict() for e in sorted(self.entries.values(), key=lambda e: (e.kind, e.dest))]
         data = {"schema": SCHEMA, "created_by": "provision mirror", "targets": dict(sorted(self.targets.items())),

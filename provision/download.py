@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from .errors import ProvisionError
 
-CHUNK = 1 << 20
+CHUNK = 1 << 22  # 4 MiB: fewer trips through Python per byte
 USER_AGENT = "provision/0.1 (+https://github.com/provision)"
 
 

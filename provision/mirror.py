@@ -149,11 +149,11 @@ def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpo
     for e in entries:
         prev = bundle.entries.get(e.key)
         if prev is not None and prev.url == e.url and prev.revision == e.revision and bundle.complete(prev):
-            bundle.record(Entry(**{**prev.__dict__, "targets": sorted(set(prev.targets) | set(e.targets))}))
+            bundle.record(Entry(**{**prev.__dict__, "targets": sorted(set(prev.targets) | set(e.targets))}), flush=False)
             report.skipped.append(e.name)
             on_done(e, True)
         elif e.sha256 and bundle.blob(e.sha256).is_file():
-            bundle.record(e)  # the blob is there already (another target shares it)
+            bundle.record(e, flush=False)  # the blob is there already (another target shares it)
             report.skipped.append(e.name)
             on_done(e, True)
         else:
@@ -199,9 +199,11 @@ def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpo
             for e in group:
                 e.sha256 = e.sha256 or sha
                 e.size = e.size or res.size
-                bundle.record(e)
+                bundle.record(e, flush=False)
                 report.downloaded.append(e.name)
                 on_done(e, False)
+            bundle.save_every(1.0)
+    bundle.save()
     if not report.failed:
         shutil.rmtree(bundle.root / ".partial", ignore_errors=True)
     return report
