@@ -7,6 +7,7 @@ whether it needs a GPU (then, without one, it is reported as skipped, never as p
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .lock.lockfile import PipPin
@@ -19,6 +20,12 @@ SCHEMA = 1
 def _check(id_: str, kind: str, title: str, fix: str, *, gpu: bool = False, required: bool = True,
            **args: Any) -> dict[str, Any]:
     return {"id": id_, "kind": kind, "title": title, "needs_gpu": gpu, "required": required, "fix": fix, **args}
+
+
+def _resolve(template: str, plan: Plan) -> str:
+    """{NAME} from the plan's environment, {data} and {prefix}: the paths the app will use."""
+    values = {**plan.env, "data": plan.data_dir, "prefix": plan.prefix}
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -> dict[str, Any]:
@@ -47,7 +54,8 @@ def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -
                              module=e.module))
         if e.nvcc != "none":
             checks.append(_check(f"binary-{e.name}", "binary-arch", f"{e.name} carries SASS or PTX for the GPU",
-                                 f"rebuild {e.name} with TORCH_CUDA_ARCH_LIST={plan.torch_cuda_arch_list}", gpu=True,
+                                 f"rebuild {e.name} with TORCH_CUDA_ARCH_LIST={plan.torch_cuda_arch_list}: "
+                                 f"provision apply {spec.name} --from-step build-{e.name}",
                                  module=e.module, expect=list(plan.arch_list)))
         if e.build == "inplace":
             checks.append(_check(f"shim-{e.name}", "pth-shim", f"the .pth shim of {e.name} points into the env",
@@ -83,7 +91,7 @@ def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -
                              checkpoints=[c.file for c in h.checkpoints]))
     for u in spec.weights.urls:
         checks.append(_check(f"weight-{u.name}", "file-checksum", f"{u.name} present and its checksum matches",
-                             "provision seed BUNDLE", path=u.dest, sha256=u.sha256, md5=u.md5))
+                             "provision seed BUNDLE", path=_resolve(u.dest, plan), sha256=u.sha256, md5=u.md5))
     checks.append(_check("port", "port", f"port {spec.app.port} is free and {spec.app.host} is reachable with the proxy variables set",
                          "free the port or set " + (spec.app.port_env or "the app's port") + "; add localhost to NO_PROXY",
                          port=spec.app.port, host=spec.app.host))

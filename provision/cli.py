@@ -458,6 +458,89 @@ def seed(bundle_dir: Path = typer.Argument(..., help="A bundle made by `provisio
     raise typer.Exit(1 if rep.conflicts and not force else 0)
 
 
+@app.command("verify")
+def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
+            prefix: Optional[str] = typer.Option(None, "--prefix", help="The environment to check (default: the plan's)."),
+            python: Optional[str] = typer.Option(None, "--python", help="Its interpreter (default: PREFIX/bin/python)."),
+            host_file: Optional[Path] = HostOpt,
+            variant: Optional[str] = VariantOpt,
+            data: Optional[str] = typer.Option(None, "--data-dir", help="Where envs, sources and weights go."),
+            checklist_file: Optional[Path] = typer.Option(None, "--checklist", help="A checklist.json from `provision compile`."),
+            lockdir: Optional[Path] = typer.Option(None, "--lockdir", help="Where lockfiles live (default: lockfiles/)."),
+            preflight: bool = typer.Option(False, "--preflight", help="Before installing: this host against the spec (and --bundle)."),
+            bundle: Optional[Path] = typer.Option(None, "--bundle", help="With --preflight: check this bundle holds the target."),
+            strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings and skipped checks too."),
+            report: Optional[Path] = typer.Option(None, "--report", help="Also write a Markdown report to this file."),
+            as_json: bool = JsonOpt) -> None:
+    """Run the post-install checklist: one subprocess of the env's Python plus host checks; each failure with its fix."""
+    from .checklist import compile_checklist
+    from .lock import lockfile
+    from .plan import PlanOptions, make_plan
+    from .render import render as render_t
+    from .settings import data_dir, lockfiles_dir
+    from .specload import load_target
+    from .verify import exit_code, target_env, verify
+
+    loaded = load_target(target)
+    host = _host(host_file, loaded.spec.app.port)
+    plan_ = make_plan(loaded, host, PlanOptions(variant=variant, prefix=prefix, data_dir=data or str(data_dir())))
+    if preflight:
+        from .doctor import diagnose, exit_code as doctor_code
+
+        checks = diagnose(host, loaded)
+        rows = [c.as_dict() for c in checks]
+        code = doctor_code(checks, strict)
+        if bundle is not None:
+            from .bundle import Bundle
+            from .seed import verify_blobs
+
+            b = Bundle.open(bundle)
+            bad = verify_blobs(b)
+            has = loaded.name in b.targets
+            rows.append({"name": "bundle", "status": "ok" if has and not bad else "fail",
+                         "detail": (f"{bundle} holds {loaded.name}" if has else f"{bundle} does not hold {loaded.name}")
+                         + (f"; {len(bad)} problem(s): {bad[0]}" if bad else ""),
+                         "fix": None if has and not bad else f"provision mirror {loaded.name} --to {bundle}"})
+            code = code or (0 if has and not bad else 2)
+        if as_json:
+            _echo_json({"preflight": rows, "exit_code": code})
+        else:
+            for r in rows:
+                typer.echo(f"{r['status']:<4}  {r['name']:<22}  {r['detail']}" + (f"\n      fix: {r['fix']}" if r.get("fix") else ""))
+        raise typer.Exit(code)
+    if checklist_file is not None:
+        checklist = json.loads(checklist_file.read_text())
+    else:
+        lp = lockfile.lockfile_path(lockdir or lockfiles_dir(), loaded.name, plan_.variant)
+        pins = lockfile.pip_pins(lockfile.read(lp)) if lp.is_file() else None
+        checklist = compile_checklist(loaded.spec, plan_, pins)
+    py = python or f"{plan_.prefix}/bin/python"
+    outcomes, gpu = verify(checklist, py, target_env(plan_.env))
+    code = exit_code(outcomes, strict)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    if report is not None:
+        from .fsutil import atomic_write_text
+
+        atomic_write_text(report, render_t("verify-report.md.j2", target=loaded.name, variant=plan_.variant, python=py,
+                                           gpu=gpu, code=code, counts=counts, outcomes=[o.as_dict() for o in outcomes]))
+    if as_json:
+        _echo_json({"target": loaded.name, "variant": plan_.variant, "python": py, "gpu": gpu, "exit_code": code,
+                    "counts": counts, "checks": [o.as_dict() for o in outcomes]})
+    else:
+        width = min(48, max(len(o.title) for o in outcomes))
+        for o in outcomes:
+            typer.echo(f"{o.status:<7} {o.title[:width]:<{width}}  {o.detail}")
+            if o.status in ("fail", "warn"):
+                if o.why:
+                    typer.echo(f"{'':<7} {'':<{width}}  why: {o.why}")
+                if o.fix:
+                    typer.echo(f"{'':<7} {'':<{width}}  fix: {o.fix}")
+        typer.echo(", ".join(f"{v} {k}" for k, v in counts.items()) + ("" if gpu else "  (no GPU: GPU checks skipped, not passed)"))
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Entry point: run the app, turning known errors into messages and exit codes."""
     try:

@@ -1,0 +1,189 @@
+"""provision verify: given a small real environment with the failures the field notes met,
+the checklist names each one, its cause and its fix."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES
+from provision.checklist import compile_checklist
+from provision.host import load_host
+from provision.lock.lockfile import PipPin
+from provision.plan import PlanOptions, make_plan
+from provision.specload import load_spec
+from repofactory import wheel
+from test_lock import run
+
+PY = "%d.%d" % sys.version_info[:2]
+SPEC = f"""\
+schema_version: 1
+name: vtoy
+description: a target for verify tests
+upstream: {{repo: "https://example.invalid/vtoy", commit: 0123456789abcdef0123456789abcdef01234567, read_from: [setup.sh]}}
+include: [shared/cuda.yaml]
+python: "{PY}"
+conda: {{channels: [conda-forge], packages: [{{name: python}}]}}
+pip:
+  packages:
+    - {{name: alpha, version: "1.0"}}
+variants:
+  cu128:
+    cuda: "12.8"
+    default: true
+    description: toy
+    packages: [{{name: torch, version: "2.8.0"}}]
+    host: {{min_compute_capability: "7.0", max_compute_capability: "12.0"}}
+extensions:
+  - name: fakeext
+    module: fakeext
+    source: {{git: "https://example.invalid/fakeext.git", commit: 0123456789abcdef0123456789abcdef01234567}}
+    build: inplace
+    peak_job_memory_gb: 1
+    smoke: "import fakeext; fakeext.run()"
+  - name: cudalib
+    module: cudalib
+    source: {{git: "https://example.invalid/cudalib.git", commit: 0123456789abcdef0123456789abcdef01234567}}
+    build: wheel
+    peak_job_memory_gb: 1
+weights:
+  urls:
+    - {{name: u2net, url: "https://example.invalid/u2net.onnx", sha256: "{'0' * 64}", dest: "{{U2NET_HOME}}/u2net.onnx"}}
+  torch_hub:
+    - {{repo: facebookresearch/dinov2, commit: 0123456789abcdef0123456789abcdef01234567, entrypoints: [x],
+       checkpoints: [{{url: "https://example.invalid/c.pth", file: c.pth}}]}}
+env:
+  ATTN_BACKEND: {{value: flash_attn, choices: [xformers, flash_attn, sdpa]}}
+  U2NET_HOME: "{{data}}/u2net"
+resources: {{ram_gb: 1, swap_gb: 0, disk_gb: 1, vram_gb: 4}}
+app: {{launch: python app.py, port: PORT}}
+checklist:
+  - {{kind: kernel, extension: fakeext}}
+"""
+
+NO_KERNEL = ("CUDA error: no kernel image is available for execution on the device\\n"
+             "CUDA kernel errors might be asynchronously reported at some other API call")
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real venv: alpha 1.0 from a local wheelhouse, an extension whose kernel fails the way
+    a wrong arch list does, one that needs a CUDA library that is not there, a stale .pth."""
+    d = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(d / "env")], check=True)
+    py = d / "env" / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    wh = d / "wheelhouse"
+    wheel(wh, "alpha", "0.9")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--isolated", "--find-links", str(wh),
+                    "--target", str(site), "alpha==0.9"], check=True, capture_output=True)
+    (site / "fakeext.py").write_text(f"def run():\n    raise RuntimeError({NO_KERNEL!r})\n")
+    (site / "cudalib.py").write_text(
+        "raise ImportError('libcudart.so.12: cannot open shared object file: No such file or directory')\n")
+    (site / "provision-fakeext.pth").write_text("# provision: fakeext built in place\n/tmp/build-fakeext-gone\n")
+    return py
+
+
+def checklist_for(tmp_path: Path, port: int) -> Path:
+    envs = tmp_path / "envs"
+    (envs / "shared").mkdir(parents=True)
+    (envs / "shared" / "cuda.yaml").write_text((Path(__file__).resolve().parent.parent / "envs" / "shared" / "cuda.yaml").read_text())
+    (envs / "vtoy.yaml").write_text(SPEC.replace("PORT", str(port)))
+    loaded = load_spec(envs / "vtoy.yaml")
+    host = load_host(FIXTURES / "hosts" / "rtx5070ti-wsl2.json")
+    plan = make_plan(loaded, host, PlanOptions(prefix=str(tmp_path / "env"), data_dir=str(tmp_path / "data")))
+    cl = compile_checklist(loaded.spec, plan, [PipPin("alpha", "1.0", "https://x/alpha.whl", "0" * 64, None)])
+    path = tmp_path / "checklist.json"
+    path.write_text(json.dumps(cl))
+    return path
+
+
+def verify(tmp_path: Path, venv: Path, port: int, *extra: str) -> tuple[int, dict]:
+    cl = checklist_for(tmp_path, port)
+    code, out = run("verify", str(tmp_path / "envs" / "vtoy.yaml"), "--python", str(venv), "--checklist", str(cl),
+                    "--host", str(FIXTURES / "hosts" / "rtx5070ti-wsl2.json"), "--json", *extra)
+    return code, json.loads(out)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_each_failure_is_named_with_its_cause_and_fix(tmp_path: Path, venv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVISION_VERIFY_GPU", "1")  # run the GPU checks' explanations without a GPU
+    monkeypatch.setenv("ATTN_BACKEND", "flash-attn")  # field note 003
+    u2 = tmp_path / "data" / "u2net" / "u2net.onnx"
+    u2.parent.mkdir(parents=True)
+    u2.write_bytes(b"truncated download")
+    code, res = verify(tmp_path, venv, free_port())
+    assert code == 1 and res["exit_code"] == 1
+    by = {c["id"]: c for c in res["checks"]}
+    assert by["locked-packages"]["status"] == "fail" and "alpha 0.9 (locked 1.0)" in by["locked-packages"]["detail"]
+    k = by["kernel-fakeext"]
+    assert k["status"] == "fail" and "no kernel image" in k["detail"]
+    assert "no code for this GPU" in k["why"] and "TORCH_CUDA_ARCH_LIST=12.0" in k["fix"]
+    lib = by["import-cudalib"]
+    assert lib["status"] == "fail" and "libcudart.so.12" in lib["why"] and "matches torch's CUDA" in lib["fix"]
+    shim = by["shim-fakeext"]
+    assert shim["status"] == "fail" and "/tmp/build-fakeext-gone" in shim["detail"] and "never /tmp" in shim["fix"]
+    env = by["env-ATTN_BACKEND"]
+    assert env["status"] == "fail" and "did you mean 'flash_attn'" in env["detail"]
+    w = by["weight-u2net"]
+    assert w["status"] == "fail" and "does not match" in w["detail"] and "provision seed" in w["fix"]
+    assert by["torch-hub-facebookresearch/dinov2"]["status"] == "fail"
+    assert by["python"]["status"] == "ok"
+
+
+def test_without_a_gpu_the_gpu_checks_are_skipped_never_passed(tmp_path: Path, venv: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVISION_VERIFY_GPU", "0")
+    code, res = verify(tmp_path, venv, free_port(), "--report", str(tmp_path / "r.md"))
+    by = {c["id"]: c for c in res["checks"]}
+    for cid in ("cuda-available", "arch", "kernel-fakeext"):
+        assert by[cid]["status"] == "skipped" and by[cid]["detail"] == "skipped: no GPU"
+    assert res["gpu"] is False
+    report = (tmp_path / "r.md").read_text()
+    assert "GPU checks are skipped, not passed" in report and "## What to do" in report
+
+
+def test_a_busy_port_and_a_proxy_that_swallows_localhost(tmp_path: Path, venv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        code, res = verify(tmp_path / "a", venv, busy)
+        port = next(c for c in res["checks"] if c["id"] == "port")
+        assert port["status"] == "fail" and f"port {busy}" in port["detail"] and "in use" in port["detail"]
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    code, res = verify(tmp_path / "b", venv, free_port())
+    port = next(c for c in res["checks"] if c["id"] == "port")
+    assert port["status"] == "fail" and "through the proxy" in port["detail"] and "NO_PROXY" in port["fix"]
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1,::1")
+    code, res = verify(tmp_path / "c", venv, free_port())
+    assert next(c for c in res["checks"] if c["id"] == "port")["status"] == "ok"
+
+
+def test_the_torch_hub_proxy_trap_is_caught(tmp_path: Path, venv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    th = tmp_path / "torch"
+    (th / "hub" / "facebookresearch_dinov2_main").mkdir(parents=True)
+    (th / "hub" / "facebookresearch_dinov2_main" / "hubconf.py").write_text("")
+    (th / "hub" / "checkpoints").mkdir()
+    (th / "hub" / "checkpoints" / "c.pth").write_bytes(b"x")
+    (th / "hub" / "trusted_list").write_text("facebookresearch_dinov2\n")
+    monkeypatch.setenv("TORCH_HOME", str(th))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    code, res = verify(tmp_path, venv, free_port())
+    hub = next(c for c in res["checks"] if c["id"] == "torch-hub-facebookresearch/dinov2")
+    assert hub["status"] == "warn" and "403/407" in hub["detail"]
+    monkeypatch.setenv("NO_PROXY", "github.com,localhost,127.0.0.1")
+    code, res = verify(tmp_path / "b", venv, free_port())
+    assert next(c for c in res["checks"] if c["id"] == "torch-hub-facebookresearch/dinov2")["status"] == "ok"
