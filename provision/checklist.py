@@ -38,16 +38,17 @@ def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -
         checks.append(_check("locked-packages", "packages", "every locked pip package at its locked version",
                              "reinstall from the lock: pip install --no-deps --require-hashes -r requirements.txt",
                              expect={p.name: p.version for p in pins if not p.git}))
-    checks += [
-        _check("torch-cuda", "torch-cuda", f"torch {plan.torch} built for CUDA {plan.cuda}, one torch installed",
-               "an extension build replaced torch: reinstall it from the lock with the constraints file",
-               expect_version=plan.torch, expect_cuda=plan.cuda),
-        _check("cuda-available", "cuda-available", "torch sees the GPU",
-               "check the driver (nvidia-smi) and, on WSL2, that /usr/lib/wsl/lib is on the loader path", gpu=True),
-        _check("arch", "arch", f"the GPU's architecture is one torch was built for ({', '.join(plan.arch_list) or 'none'})",
-               "use a variant whose torch covers this GPU (`provision plan` says which)", gpu=True,
-               expect=list(plan.arch_list)),
-    ]
+    if plan.torch:  # a target without torch (a test fixture) has no torch checks
+        checks += [
+            _check("torch-cuda", "torch-cuda", f"torch {plan.torch} built for CUDA {plan.cuda}, one torch installed",
+                   "an extension build replaced torch: reinstall it from the lock with the constraints file",
+                   expect_version=plan.torch, expect_cuda=plan.cuda),
+            _check("cuda-available", "cuda-available", "torch sees the GPU",
+                   "check the driver (nvidia-smi) and, on WSL2, that /usr/lib/wsl/lib is on the loader path", gpu=True),
+            _check("arch", "arch", f"the GPU's architecture is one torch was built for ({', '.join(plan.arch_list) or 'none'})",
+                   "use a variant whose torch covers this GPU (`provision plan` says which)", gpu=True,
+                   expect=list(plan.arch_list)),
+        ]
     for e in exts.values():
         checks.append(_check(f"import-{e.name}", "import", f"import {e.module}",
                              f"rebuild {e.name}: provision apply {spec.name} --from-step build-{e.name}",

@@ -541,6 +541,43 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
     raise typer.Exit(code)
 
 
+@app.command("apply")
+def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
+           host_file: Optional[Path] = HostOpt,
+           variant: Optional[str] = VariantOpt,
+           prefix: Optional[str] = typer.Option(None, "--prefix", help="Environment prefix (default: DATA/envs/TARGET)."),
+           data: Optional[str] = typer.Option(None, "--data-dir", help="Where envs, sources, wheels and weights go."),
+           offline: bool = typer.Option(False, "--offline", help="Use only what a seeded bundle put in the data dir."),
+           bundle: Optional[Path] = typer.Option(None, "--bundle", help="Seed weights (and check sources) from this bundle."),
+           venv: bool = typer.Option(False, "--venv", help="A plain venv from a host Python instead of a conda prefix."),
+           python: Optional[str] = typer.Option(None, "--python", help="With --venv: the host Python to use."),
+           source: Optional[List[str]] = typer.Option(None, "--source", help="NAME=DIR: build NAME from this local checkout (repeatable)."),
+           from_step: Optional[str] = typer.Option(None, "--from-step", help="Run this step and every later one again."),
+           no_verify: bool = typer.Option(False, "--no-verify", help="Skip the final checklist."),
+           dry_run: bool = typer.Option(False, "--dry-run", help="Print every step with its command and environment; change nothing."),
+           lockdir: Optional[Path] = typer.Option(None, "--lockdir", help="Where lockfiles live (default: lockfiles/).")) -> None:
+    """Build TARGET's environment from its lockfile; compile its CUDA extensions safely; resumable."""
+    from .apply import ApplyOptions, apply
+    from .plan import PlanOptions, make_plan
+    from .settings import data_dir, lockfiles_dir
+    from .specload import load_target
+
+    loaded = load_target(target)
+    host = _host(host_file, loaded.spec.app.port)
+    plan_ = make_plan(loaded, host, PlanOptions(variant=variant, prefix=prefix, data_dir=data or str(data_dir())))
+    if no_verify:
+        plan_.steps[:] = [s for s in plan_.steps if s.id != "verify"]
+    sources = {}
+    for item in source or []:
+        name, sep, d = item.partition("=")
+        if not sep or not Path(d).is_dir():
+            raise UsageError(f"--source {item!r}: expected NAME=DIR with an existing directory")
+        sources[name] = Path(d).resolve()
+    opts = ApplyOptions(lockdir=lockdir or lockfiles_dir(), offline=offline, bundle=bundle, dry_run=dry_run,
+                        from_step=from_step, venv=venv, python=python, sources=sources)
+    raise typer.Exit(apply(loaded, host, plan_, opts, echo=typer.echo))
+
+
 def main() -> None:
     """Entry point: run the app, turning known errors into messages and exit codes."""
     try:

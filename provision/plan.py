@@ -388,19 +388,22 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
     steps = [
         Step(id="compile", title="compile the lockfile, hashed requirements, activation and shims for this host",
              command=f"provision compile {spec.name} --variant {variant} --out {q(compiled)}"),
+        Step(id="sources", title="fetch the extension sources at their pinned commits (bundle, else git)",
+             command=f"git clone URL {data}/src/NAME && git -C {data}/src/NAME checkout COMMIT   # per source"),
         Step(id="create-env", title=f"create the environment (Python {spec.python}) from the lockfile",
-             command=f"micromamba create -y -p {q(prefix)} -f {compiled}/conda-lock.yml"),
+             command=f"py-rattler: install the conda packages of {compiled}/conda-lock.yml into {q(prefix)}"
+                     + (" (with its cuda-toolkit category)" if nvcc.source == "conda" else "")),
     ]
     if nvcc.source == "conda":
-        steps.append(Step(id="cuda-toolkit", title=f"add nvcc {nvcc.version} to the env (the host's does not fit)",
-                          command=f"micromamba install -y -p {q(prefix)} -c {nvcc.conda_channel} "
-                                  + " ".join(q(p) for p in nvcc.conda_packages)))
+        steps.append(Step(id="cuda-toolkit", title=f"nvcc {nvcc.version} from conda (the host's does not fit): "
+                                                       "the lockfile's cuda-toolkit category, installed with the env",
+                          command=" ".join(q(p) for p in nvcc.conda_packages)))
     steps.append(Step(id="pip-install", title="install the locked pip packages, hashes enforced",
                       command=f"{py} -m pip install --no-deps --require-hashes -r {compiled}/requirements.txt"))
     torch = spec.torch_version(variant)
     steps.append(Step(id="torch-guard", title=f"pin torch {torch} and every installed package for later steps",
-                      command=f"{py} -m pip freeze --exclude-editable > {constraints} && "
-                              f"{py} -c {q(f'import torch; assert torch.__version__ == {torch!r}, torch.__version__')}"))
+                      command=f"{py} -m pip list > {constraints} (as name==version); check torch is {torch}; "
+                              "after every build, check nothing pinned moved"))
     for e, ep in zip(exts, ext_plans):
         build_env = {"TORCH_CUDA_ARCH_LIST": arch_list, "MAX_JOBS": str(ep.max_jobs)}
         if nvcc.cuda_home:
@@ -408,10 +411,6 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
             build_env["PATH"] = f"{nvcc.cuda_home}/bin:$PATH"
         build_env.update({k: _fill(v, subst) for k, v in e.env.items()})
         src = source_dir(spec, e, data)
-        if e.build_requires:
-            reqs = " ".join(q(f"{r.name}=={r.version}") for r in e.build_requires)
-            steps.append(Step(id=f"build-deps-{e.name}", title=f"build tools for {e.name}",
-                              command=f"{py} -m pip install -c {constraints} {reqs}"))
         if e.build == "wheel":
             cmd = (f"{py} -m pip wheel --no-build-isolation --no-deps -c {constraints} -w {data}/wheels/{e.name} {src} && "
                    f"{py} -m pip install --no-deps --no-index -c {constraints} {data}/wheels/{e.name}/*.whl")

@@ -73,13 +73,15 @@ def toy_channel(channel: Path) -> Path:
     return channel
 
 
-def wheel(dest: Path, name: str, version: str, requires: tuple[str, ...] = (), tag: str = "py3-none-any") -> Path:
+def wheel(dest: Path, name: str, version: str, requires: tuple[str, ...] = (), tag: str = "py3-none-any",
+          extra_files: dict[str, str] | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     dist = name.replace("-", "_")
     di = f"{dist}-{version}.dist-info"
     meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {f"{dist}/__init__.py": f"__version__ = {version!r}\n".encode(), f"{di}/METADATA": meta.encode(),
              f"{di}/WHEEL": f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()}
+    files.update({k: v.encode() for k, v in (extra_files or {}).items()})
     record = ""
     path = dest / f"{dist}-{version}-{tag}.whl"
     with zipfile.ZipFile(path, "w") as z:
@@ -132,3 +134,27 @@ def serve(directory: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def repack_installed(dist_name: str, dest: Path) -> Path:
+    """A real wheel of a distribution installed in this interpreter (e.g. setuptools), for an
+    offline wheelhouse: its files as installed, with a fresh RECORD."""
+    from importlib import metadata
+
+    dist = metadata.distribution(dist_name)
+    name, version = dist.metadata["Name"], dist.version
+    di = f"{name.replace('-', '_')}-{version}.dist-info"
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    record = ""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in dist.files or []:
+            rel = str(f)
+            if rel.startswith("..") or "__pycache__" in rel or rel.endswith((".pyc", "RECORD", "INSTALLER", "REQUESTED", "direct_url.json")):
+                continue
+            data = f.locate().read_bytes()
+            z.writestr(rel, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record += f"{rel},sha256={digest},{len(data)}\n"
+        z.writestr(f"{di}/RECORD", record + f"{di}/RECORD,,\n")
+    return path

@@ -258,7 +258,7 @@ def test_locked_packages_go_to_a_wheelhouse_and_a_local_channel(tmp_path: Path, 
     toy_channel(root / "chan")
     files = root / "pypi" / "files"
     for name, ver, req in [("alpha", "1.0", ("beta>=2",)), ("beta", "1.0", ()), ("beta", "2.0", ()),
-                           ("torch", "2.8.0", ("beta",)), ("setuptools", "70.0.0", ()), ("wheel", "0.43.0", ())]:
+                           ("torch", "2.8.0", ("beta",)), ("setuptools", "70.1.0", ()), ("wheel", "0.43.0", ())]:
         wheel(files, name, ver, req)
     simple_index(root / "pypi")
     wheel(root / "pypi" / "flatfiles", "gamma", "0.5")

@@ -169,7 +169,7 @@ def test_gcc_newer_than_nvcc_accepts_is_a_warning() -> None:
 
 def test_steps_are_ordered_and_extensions_build_after_the_torch_guard() -> None:
     ids = [s.id for s in plan("trellis2", "a6000-linux-535").steps]
-    assert ids[:5] == ["compile", "create-env", "cuda-toolkit", "pip-install", "torch-guard"]
+    assert ids[:6] == ["compile", "sources", "create-env", "cuda-toolkit", "pip-install", "torch-guard"]
     assert ids.index("build-o-voxel") > ids.index("build-cumesh") > ids.index("torch-guard")
     assert ids[-1] == "verify"
 

@@ -164,9 +164,10 @@ def check_locks(loaded: LoadedSpec, lockdir: Path, variants: list[str] | None = 
             out.append(CheckResult(loaded.name, v, path, "missing", "no lockfile"))
             continue
         st = lockfile.check(path, lock_inputs(loaded.spec, v, platform))
+        again = next((line.strip("# \n") for line in path.read_text().splitlines()[:5]
+                      if line.startswith("#     provision lock ")), f"provision lock {loaded.name} --variant {v}")
         detail = "matches the spec" if st.fresh else (
-            f"the spec's lock inputs changed (lockfile {str(st.found)[:12]}, spec {st.expected[:12]}): "
-            f"run `provision lock {loaded.name} --variant {v}`")
+            f"the spec's lock inputs changed (lockfile {str(st.found)[:12]}, spec {st.expected[:12]}): run `{again}`")
         out.append(CheckResult(loaded.name, v, path, "fresh" if st.fresh else "stale", detail))
     return out
 

@@ -98,7 +98,7 @@ def lock_inputs(spec: TargetSpec, variant: str, platform: str = "linux-64") -> L
     for e in spec.extensions_for(variant):
         reqs += [_requirement(b) for b in e.build_requires]
     # Builds run without isolation, so what setup.py needs must already be in the env.
-    reqs += ["setuptools", "wheel"]
+    reqs += ["setuptools>=70.1"]  # builds wheels itself (bdist_wheel): the `wheel` package is not needed
     reqs = sorted(dict.fromkeys(reqs), key=str.lower)
 
     sources = {p.key: p.index for p in pkgs.values() if p.git is None and p.index != "pypi"}

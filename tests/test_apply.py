@@ -1,0 +1,182 @@
+"""provision apply, end to end on this machine and offline: a small target whose packages come
+from a local channel and wheelhouse the test builds, mirrors and seeds, with a C extension
+built in place and made importable by its .pth shim."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES
+from repofactory import repack_installed, serve, simple_index, toy_channel, wheel
+from test_lock import run
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = "%d.%d" % sys.version_info[:2]
+HOST = str(FIXTURES / "hosts" / "rtx5070ti-wsl2.json")
+
+SPEC = f"""\
+schema_version: 1
+name: apptoy
+description: a target for apply tests
+upstream: {{repo: "https://example.invalid/apptoy", commit: 0123456789abcdef0123456789abcdef01234567, read_from: [setup.py]}}
+python: "{PY}"
+cuda_toolkits:
+  "12.8": {{min_driver_linux: "570.26", min_driver_windows: "570.65", nvcc_min_arch: "5.0",
+           nvcc_max_arch: "12.0", conda_channel: "CHAN", conda_packages: [cuda-nvcc], max_gcc: "14"}}
+conda:
+  channels: ["CHAN"]
+  packages: [{{name: python, version: "{PY}.*"}}]
+pip:
+  packages:
+    - {{name: alpha, version: "1.0"}}
+variants:
+  cu128:
+    cuda: "12.8"
+    default: true
+    description: toy
+    packages: [{{name: torch, version: "2.8.0"}}, {{name: beta, version: "1.0"}}]
+    host: {{min_compute_capability: "7.0", max_compute_capability: "12.0"}}
+extensions:
+  - name: cext
+    module: cext
+    source: {{git: "https://github.com/example/cext.git", commit: 0123456789abcdef0123456789abcdef01234567}}
+    build: inplace
+    nvcc: none
+    peak_job_memory_gb: 1
+env:
+  APPTOY_MODE: {{value: fast, choices: [fast, slow]}}
+resources: {{ram_gb: 1, swap_gb: 0, disk_gb: 1, vram_gb: 1}}
+app: {{launch: python -c pass, port: 7860}}
+"""
+
+SETUP = """\
+import os, subprocess, sys, time
+from setuptools import Extension, setup
+if os.environ.get("CEXT_SLOW"):
+    time.sleep(float(os.environ["CEXT_SLOW"]))
+if os.environ.get("CEXT_UPGRADE"):  # what a careless setup.py does: installs what it likes
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links",
+                           os.environ["CEXT_UPGRADE"], "alpha==2.0"])
+setup(name="cext", version="0.1", ext_modules=[Extension("cext", ["cext.c"])])
+"""
+CSRC = """\
+#include <Python.h>
+static PyObject *hello(PyObject *self, PyObject *args) { return PyUnicode_FromString("hello from C"); }
+static PyMethodDef M[] = {{"hello", hello, METH_NOARGS, ""}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef D = {PyModuleDef_HEAD_INIT, "cext", NULL, -1, M};
+PyMODINIT_FUNC PyInit_cext(void) { return PyModule_Create(&D); }
+"""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Lock the target against loopback repos, mirror and seed: afterwards everything is offline."""
+    os.environ.setdefault("PROVISION_CACHE", str(tmp_path_factory.mktemp("cache")))
+    t = tmp_path_factory.mktemp("apply")
+    root = t / "repos"
+    toy_channel(root / "chan")
+    files = root / "pypi" / "files"
+    wheel(files, "alpha", "1.0")
+    wheel(files, "beta", "1.0")
+    # a stand-in torch: the version and CUDA build the checks read, nothing else
+    wheel(files, "torch", "2.8.0", extra_files={"torch/__init__.py": "__version__ = '2.8.0+cu128'\nfrom . import version\n",
+                                                "torch/version.py": "cuda = '12.8'\n"})
+    repack_installed("setuptools", files)
+    simple_index(root / "pypi")
+    wheel(t / "upgrades", "alpha", "2.0")
+    src = t / "cext-src"
+    src.mkdir()
+    (src / "setup.py").write_text(SETUP)
+    (src / "cext.c").write_text(CSRC)
+    envs = t / "envs"
+    (envs / "shared").mkdir(parents=True)
+    (envs / "shared" / "cuda.yaml").write_text((ROOT / "envs" / "shared" / "cuda.yaml").read_text())
+    with serve(root) as url:
+        spec = envs / "apptoy.yaml"
+        spec.write_text(SPEC.replace("CHAN", f"{url}/chan").replace(
+            'cuda_toolkits:\n  "12.8"', 'cuda_toolkits:\n  "12.8"'))
+        code, out = run("lock", str(spec), "--lockdir", str(t / "lockfiles"), "--index-url", f"{url}/pypi/simple",
+                        "--exclude-newer", "none")
+        assert code == 0, out
+        code, out = run("mirror", str(spec), "--to", str(t / "bundle"), "--lockdir", str(t / "lockfiles"))
+        assert "cext" in out  # its GitHub archive is not on this loopback server: built from --source here
+    code, out = run("seed", str(t / "bundle"), "--hf-home", str(t / "hf"), "--torch-home", str(t / "th"),
+                    "--data-dir", str(t / "data"))
+    assert code == 0, out
+    return {"t": t, "spec": spec, "src": src}
+
+
+def apply_args(w: dict, *extra: str) -> list[str]:
+    t = w["t"]
+    return ["apply", str(w["spec"]), "--host", HOST, "--offline", "--venv", "--python", sys.executable,
+            "--prefix", str(t / "env"), "--data-dir", str(t / "data"), "--lockdir", str(t / "lockfiles"),
+            "--source", f"cext={w['src']}", *extra]
+
+
+def test_apply_builds_the_env_offline_and_verify_is_green(world: dict) -> None:
+    t = world["t"]
+    code, out = run(*apply_args(world))
+    assert code == 0, out
+    py = t / "env" / "bin" / "python"
+    r = subprocess.run([str(py), "-c", "import alpha, beta, cext; print(alpha.__version__, cext.hello())"],
+                       capture_output=True, text=True)
+    assert r.stdout.strip() == "1.0 hello from C", r.stderr
+    log = (t / "env" / "share" / "provision" / "logs" / "pip-install.log").read_text()
+    assert "--require-hashes" in log and "--no-index" in log
+    pth = next((t / "env" / "lib").rglob("provision-cext.pth")).read_text()
+    assert f"{t}/env/share/provision/ext/cext" in pth and "/tmp/" not in pth.split("\n", 2)[-1].replace(str(t), "")
+    act = t / "env" / "etc" / "conda" / "activate.d" / "provision-apptoy.sh"
+    deact = t / "env" / "etc" / "conda" / "deactivate.d" / "provision-apptoy.sh"
+    sh = subprocess.run(["sh", "-c", f". {act}; echo $APPTOY_MODE; . {deact}; echo ${{APPTOY_MODE-unset}}"],
+                        capture_output=True, text=True, check=True).stdout.split()
+    assert sh == ["fast", "unset"]
+    assert "verify" in out and "done" in out.split("verify")[-1]
+
+
+def test_a_second_apply_does_nothing(world: dict) -> None:
+    code, out = run(*apply_args(world))
+    assert code == 0, out
+    ran = [line for line in out.splitlines() if line.endswith(" ...")]
+    assert ran == [] or all("compile" in line for line in ran), out
+    assert out.count("skipped") >= 6
+
+
+def test_apply_killed_during_a_build_resumes_there(world: dict) -> None:
+    t = world["t"]
+    args = [sys.executable, "-m", "provision", *apply_args(world, "--from-step", "build-cext")]
+    p = subprocess.Popen(args, cwd=ROOT, env=os.environ | {"CEXT_SLOW": "20"}, stdout=subprocess.PIPE, text=True)
+    log = t / "env" / "share" / "provision" / "logs" / "build-cext.log"
+    deadline = time.time() + 30
+    while time.time() < deadline and not (log.is_file() and "setup.py" in log.read_text()):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    code, out = run(*apply_args(world))
+    assert code == 0, out
+    assert "build-cext: build cext" in out and "build-cext: done" in out  # resumed at the build
+    assert "pip-install: done before, inputs unchanged - skipped" in out
+
+
+def test_a_build_that_moves_a_pinned_package_is_stopped_naming_it(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CEXT_UPGRADE", str(world["t"] / "upgrades"))
+    code, out = run(*apply_args(world, "--from-step", "build-cext"))
+    assert code == 1
+    assert "building cext changed pinned packages: alpha 1.0 -> 2.0" in out
+    monkeypatch.delenv("CEXT_UPGRADE")
+    code, out = run(*apply_args(world, "--from-step", "pip-install"))  # the hint's repair
+    assert code == 0, out
+
+
+def test_dry_run_prints_every_step_and_changes_nothing(world: dict, tmp_path: Path) -> None:
+    code, out = run("apply", str(world["spec"]), "--host", HOST, "--prefix", str(tmp_path / "env"),
+                    "--data-dir", str(tmp_path / "data"), "--dry-run")
+    assert code == 0 and "[1/" in out and "build-cext" in out and "TORCH_CUDA_ARCH_LIST" in out
+    assert "dry run: nothing was changed" in out and not (tmp_path / "env").exists()
