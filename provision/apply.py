@@ -49,7 +49,8 @@ class ApplyOptions:
     venv: bool = False  # a plain venv from a host Python instead of a conda prefix
     python: str | None = None  # that host Python (default: one of spec.python found on PATH)
     sources: dict[str, Path] = field(default_factory=dict)  # NAME -> a local checkout to use
-    verify: bool = True
+    existing: bool = False  # use the environment already at --prefix (no env creation, no pip install)
+    cache: bool = True  # reuse extension builds from DATA/cache/ext
 
 
 @dataclass
@@ -121,8 +122,8 @@ def do_compile(ctx: Ctx, step: Step, log: Path) -> None:
     from .plan import PlanOptions
 
     _, files = artifacts_for(ctx.loaded, _host_of(ctx), CompileOptions(
-        lockdir=ctx.opts.lockdir, plan=PlanOptions(variant=ctx.plan.variant, prefix=ctx.plan.prefix,
-                                                   data_dir=ctx.plan.data_dir)))
+        lockdir=ctx.opts.lockdir, require_lock=not ctx.opts.existing,
+        plan=PlanOptions(variant=ctx.plan.variant, prefix=ctx.plan.prefix, data_dir=ctx.plan.data_dir)))
     write_tree(files, ctx.compiled)
 
 
@@ -318,30 +319,101 @@ def _guard_after(ctx: Ctx, what: str) -> None:
                               "runs against them: reinstall with --from-step pip-install, and report it upstream")
 
 
+def _dir_digest(d: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(d.rglob("*")):
+        if p.is_file() and ".git" not in p.parts and "build" not in p.relative_to(d).parts[:1]:
+            h.update(str(p.relative_to(d)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "none"
+    lines = [l for l in (r.stdout or r.stderr).splitlines() if l.strip()]
+    return lines[-1] if "nvcc" in argv[0] and lines else (lines[0] if lines else "none")
+
+
+def build_key(ctx: Ctx, ext, src: Path, env: dict[str, str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Everything that changes an extension's binary; its hash names the cached build."""
+    probe = ("import importlib.metadata as m, sys, sysconfig\n"
+             "d = m.distribution('torch')\n"
+             "v = d.locate_file('torch/version.py')\n"
+             "print(d.version); print(sysconfig.get_config_var('SOABI') or sys.version)\n"
+             "print([l for l in open(v) if l.startswith('cuda')][0].strip() if v.exists() else 'cuda = None')\n")
+    r = subprocess.run([ctx.py, "-c", probe], capture_output=True, text=True)
+    torch_v, abi, cuda = (r.stdout.splitlines() + ["none"] * 3)[:3] if r.returncode == 0 else ("none", "none", "none")
+    marker = _marker(src) if _marker(src).exists() else _marker(src.parent)
+    pin = marker.read_text().strip() if marker.is_file() else ""
+    if pin.startswith("local "):
+        pin = "local:" + _dir_digest(src)
+    cuda_home = env.get("CUDA_HOME") or os.environ.get("CUDA_HOME") or "/usr/local/cuda"
+    return {
+        "name": ext.name, "build": ext.build, "source": pin, "torch": torch_v, "torch_cuda": cuda, "python": abi,
+        "arch_list": env.get("TORCH_CUDA_ARCH_LIST", ""), "env": json.dumps({k: v for k, v in sorted(ext.env.items())}),
+        "cxx": _first_line([os.environ.get("CXX", "g++"), "--version"]),
+        "nvcc": _first_line([f"{cuda_home}/bin/nvcc", "--version"]) if ext.nvcc != "none" else "none",
+    }
+
+
 def do_build(ctx: Ctx, step: Step, log: Path) -> None:
     name = step.id.removeprefix("build-")
     ext = next(e for e in ctx.spec.extensions_for(ctx.plan.variant) if e.name == name)
     src = Path(source_dir(ctx.spec, ext, str(ctx.data)))
     env = dict(step.env)
+    key = build_key(ctx, ext, src, env)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    cached = ctx.data / "cache" / "ext" / f"{name}-{digest}"
+    with open(log, "a") as f:
+        f.write(f"build key {digest}: {json.dumps(key, sort_keys=True)}\n")
+    hit = ctx.opts.cache and (cached / "key.json").is_file()
     if ext.build == "wheel":
-        wheels = ctx.data / "wheels" / name
-        shutil.rmtree(wheels, ignore_errors=True)
-        run_logged(ctx, [*_pip(ctx), "wheel", "--no-build-isolation", "--no-deps", *_index_args(ctx),
-                         "-c", str(ctx.constraints), "-w", str(wheels), str(src)], log, env=env)
-        built = sorted(wheels.glob("*.whl"))
+        if hit:
+            built = sorted(cached.glob("*.whl"))
+            with open(log, "a") as f:
+                f.write(f"from the cache: {', '.join(b.name for b in built)}\n")
+        else:
+            wheels = ctx.data / "wheels" / name
+            shutil.rmtree(wheels, ignore_errors=True)
+            run_logged(ctx, [*_pip(ctx), "wheel", "--no-build-isolation", "--no-deps", *_index_args(ctx),
+                             "-c", str(ctx.constraints), "-w", str(wheels), str(src)], log, env=env)
+            built = sorted(wheels.glob("*.whl"))
+            _store(cached, key, built)
         run_logged(ctx, [*_pip(ctx), "install", "--no-deps", "--no-index", "--force-reinstall",
                          "-c", str(ctx.constraints), *map(str, built)], log)
     else:
         dest = ctx.meta / "ext" / name
         shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".git", "build"))
-        run_logged(ctx, [ctx.py, "setup.py", "build_ext", "--inplace"], log, env=env, cwd=dest)
+        if hit:
+            shutil.unpack_archive(str(cached / "inplace.tar"), dest)
+            with open(log, "a") as f:
+                f.write(f"from the cache: {cached / 'inplace.tar'}\n")
+        else:
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".git", "build"))
+            run_logged(ctx, [ctx.py, "setup.py", "build_ext", "--inplace"], log, env=env, cwd=dest)
+            tmp = Path(shutil.make_archive(str(ctx.data / "cache" / f".{name}-{digest}"), "tar", dest))
+            _store(cached, key, [tmp], rename={tmp.name: "inplace.tar"})
         purelib = subprocess.run([ctx.py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                  capture_output=True, text=True, check=True).stdout.strip()
         shim = ctx.compiled / "site-packages" / f"provision-{name}.pth"
         text = shim.read_text() if shim.is_file() else f"{dest}\n"
         atomic_write_text(Path(purelib) / f"provision-{name}.pth", text)
     _guard_after(ctx, f"building {name}")
+
+
+def _store(cached: Path, key: dict[str, str], files: list[Path], rename: dict[str, str] | None = None) -> None:
+    """Put a build in the cache whole or not at all (a temp dir renamed into place)."""
+    tmp = cached.with_name(cached.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in files:
+        target = tmp / (rename or {}).get(f.name, f.name)
+        shutil.move(str(f), target) if (rename and f.name in rename) else shutil.copyfile(f, target)
+    (tmp / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
+    shutil.rmtree(cached, ignore_errors=True)
+    os.replace(tmp, cached)
 
 
 def do_activation(ctx: Ctx, step: Step, log: Path) -> None:
@@ -429,7 +501,12 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
                          hint=plan.blockers[0].fix)
     ctx = Ctx(loaded, plan, opts, echo)
     ctx.host = host  # type: ignore[attr-defined]
-    steps = [s for s in plan.steps if not (s.id == "weights" and opts.bundle is None and opts.offline)]
+    skip = {"create-env", "cuda-toolkit", "pip-install"} if opts.existing else set()
+    steps = [s for s in plan.steps
+             if s.id not in skip and not (s.id == "weights" and opts.bundle is None and (opts.offline or opts.existing))]
+    if opts.existing and not Path(plan.prefix, "bin", "python").exists():
+        raise ApplyError(f"--existing: no environment at {plan.prefix} (no bin/python)",
+                         hint="pass the prefix of the env to use, or drop --existing to create one")
     ids = [s.id for s in steps]
     if opts.from_step and opts.from_step not in ids:
         raise ApplyError(f"no step {opts.from_step!r} in the plan", hint=f"steps: {', '.join(ids)}")

@@ -550,6 +550,8 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
            offline: bool = typer.Option(False, "--offline", help="Use only what a seeded bundle put in the data dir."),
            bundle: Optional[Path] = typer.Option(None, "--bundle", help="Seed weights (and check sources) from this bundle."),
            venv: bool = typer.Option(False, "--venv", help="A plain venv from a host Python instead of a conda prefix."),
+           existing: bool = typer.Option(False, "--existing", help="Use the env already at --prefix: build extensions, activation, verify."),
+           no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild extensions even when a cached build matches."),
            python: Optional[str] = typer.Option(None, "--python", help="With --venv: the host Python to use."),
            source: Optional[List[str]] = typer.Option(None, "--source", help="NAME=DIR: build NAME from this local checkout (repeatable)."),
            from_step: Optional[str] = typer.Option(None, "--from-step", help="Run this step and every later one again."),
@@ -574,7 +576,8 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
             raise UsageError(f"--source {item!r}: expected NAME=DIR with an existing directory")
         sources[name] = Path(d).resolve()
     opts = ApplyOptions(lockdir=lockdir or lockfiles_dir(), offline=offline, bundle=bundle, dry_run=dry_run,
-                        from_step=from_step, venv=venv, python=python, sources=sources)
+                        from_step=from_step, venv=venv, python=python, sources=sources, existing=existing,
+                        cache=not no_cache)
     raise typer.Exit(apply(loaded, host, plan_, opts, echo=typer.echo))
 
 

@@ -150,7 +150,7 @@ def test_a_second_apply_does_nothing(world: dict) -> None:
 
 def test_apply_killed_during_a_build_resumes_there(world: dict) -> None:
     t = world["t"]
-    args = [sys.executable, "-m", "provision", *apply_args(world, "--from-step", "build-cext")]
+    args = [sys.executable, "-m", "provision", *apply_args(world, "--from-step", "build-cext", "--no-cache")]
     p = subprocess.Popen(args, cwd=ROOT, env=os.environ | {"CEXT_SLOW": "20"}, stdout=subprocess.PIPE, text=True)
     log = t / "env" / "share" / "provision" / "logs" / "build-cext.log"
     deadline = time.time() + 30
@@ -167,7 +167,7 @@ def test_apply_killed_during_a_build_resumes_there(world: dict) -> None:
 
 def test_a_build_that_moves_a_pinned_package_is_stopped_naming_it(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CEXT_UPGRADE", str(world["t"] / "upgrades"))
-    code, out = run(*apply_args(world, "--from-step", "build-cext"))
+    code, out = run(*apply_args(world, "--from-step", "build-cext", "--no-cache"))
     assert code == 1
     assert "building cext changed pinned packages: alpha 1.0 -> 2.0" in out
     monkeypatch.delenv("CEXT_UPGRADE")
@@ -180,3 +180,18 @@ def test_dry_run_prints_every_step_and_changes_nothing(world: dict, tmp_path: Pa
                     "--data-dir", str(tmp_path / "data"), "--dry-run")
     assert code == 0 and "[1/" in out and "build-cext" in out and "TORCH_CUDA_ARCH_LIST" in out
     assert "dry run: nothing was changed" in out and not (tmp_path / "env").exists()
+
+
+def test_a_new_env_reuses_the_cached_extension_build(world: dict, tmp_path: Path) -> None:
+    """Same source, Python, compiler and arch list: the second env compiles nothing."""
+    t = world["t"]
+    args = apply_args(world)
+    args[args.index("--prefix") + 1] = str(tmp_path / "env2")
+    code, out = run(*args)
+    assert code == 0, out
+    log = (tmp_path / "env2" / "share" / "provision" / "logs" / "build-cext.log").read_text()
+    assert "from the cache" in log and "build_ext" not in log
+    r = subprocess.run([str(tmp_path / "env2" / "bin" / "python"), "-c", "import cext; print(cext.hello())"],
+                       capture_output=True, text=True)
+    assert r.stdout.strip() == "hello from C", r.stderr
+    assert any((t / "data" / "cache" / "ext").glob("cext-*/inplace.tar"))
