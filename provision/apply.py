@@ -82,7 +82,7 @@ class Ctx:
 
     @property
     def compiled(self) -> Path:
-        return self.data / "compiled" / self.spec.name
+        return self.meta / "compiled"
 
     @property
     def constraints(self) -> Path:

@@ -383,7 +383,7 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
     spec = loaded.spec
     q = shlex.quote
     py = f"{prefix}/bin/python"
-    compiled = f"{data}/compiled/{spec.name}"
+    compiled = f"{prefix}/share/provision/compiled"  # per env: its shims and activation name this prefix
     constraints = f"{prefix}/share/provision/constraints.txt"
     steps = [
         Step(id="compile", title="compile the lockfile, hashed requirements, activation and shims for this host",

@@ -151,6 +151,7 @@ def test_a_second_apply_does_nothing(world: dict) -> None:
 def test_apply_killed_during_a_build_resumes_there(world: dict) -> None:
     t = world["t"]
     args = [sys.executable, "-m", "provision", *apply_args(world, "--from-step", "build-cext", "--no-cache")]
+    (t / "env" / "share" / "provision" / "logs" / "build-cext.log").unlink(missing_ok=True)
     p = subprocess.Popen(args, cwd=ROOT, env=os.environ | {"CEXT_SLOW": "20"}, stdout=subprocess.PIPE, text=True)
     log = t / "env" / "share" / "provision" / "logs" / "build-cext.log"
     deadline = time.time() + 30
@@ -195,3 +196,11 @@ def test_a_new_env_reuses_the_cached_extension_build(world: dict, tmp_path: Path
                        capture_output=True, text=True)
     assert r.stdout.strip() == "hello from C", r.stderr
     assert any((t / "data" / "cache" / "ext").glob("cext-*/inplace.tar"))
+
+
+def test_existing_env_builds_extensions_without_touching_packages(world: dict) -> None:
+    """--existing: the env at --prefix stays as it is; extensions, activation and verify run."""
+    args = [a for a in apply_args(world) if a not in ("--venv",)]
+    code, out = run(*args, "--existing", "--from-step", "build-cext")
+    assert code == 0, out
+    assert "create-env" not in out and "pip-install" not in out and "build-cext: done" in out
