@@ -160,8 +160,9 @@ def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
         if name in ctx.opts.sources:  # a checkout the user points at: copied, not touched
             local = ctx.opts.sources[name]
             shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(local, dest)
-            _marker(dest).write_text(f"local {local}\n")
+            shutil.copytree(local, dest, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__"))
+            # pinned by content, read now: the build writes into the tree later
+            _marker(dest).write_text(f"local:{_dir_digest(dest)} {local}\n")
             continue
         if _marker(root).is_file() and _marker(root).read_text().split()[0] == pin:
             continue
@@ -346,9 +347,7 @@ def build_key(ctx: Ctx, ext, src: Path, env: dict[str, str]) -> dict[str, str]: 
     r = subprocess.run([ctx.py, "-c", probe], capture_output=True, text=True)
     torch_v, abi, cuda = (r.stdout.splitlines() + ["none"] * 3)[:3] if r.returncode == 0 else ("none", "none", "none")
     marker = _marker(src) if _marker(src).exists() else _marker(src.parent)
-    pin = marker.read_text().strip() if marker.is_file() else ""
-    if pin.startswith("local "):
-        pin = "local:" + _dir_digest(src)
+    pin = marker.read_text().split()[0] if marker.is_file() else ""
     cuda_home = env.get("CUDA_HOME") or os.environ.get("CUDA_HOME") or "/usr/local/cuda"
     return {
         "name": ext.name, "build": ext.build, "source": pin, "torch": torch_v, "torch_cuda": cuda, "python": abi,

@@ -25,12 +25,12 @@ cp -r /opt/torch/.venv/share/provision/logs "$OUT/logs1"
 cp /opt/torch/.venv/share/provision/state.json "$OUT/state2.json"
 $P verify tests/fixtures/device/gsplat.yaml --prefix /opt/torch/.venv --host "$OUT/host.json" --data-dir $D --report "$OUT/verify.md" > "$OUT/verify.txt" 2>&1
 echo "verify exit $?" >> "$OUT/verify.txt"
-# side by side: dgr built with the planned arch list and with a broad one, MAX_JOBS=16, cold each
-for arch in "9.0" "7.5;8.0;8.6;8.9;9.0;10.0;12.0" "9.0" "7.5;8.0;8.6;8.9;9.0;10.0;12.0"; do
+# side by side: dgr built with the planned arch list and with a broad one (arch_bench_h100.sh does it too)
+[ -n "${NO_BENCH:-}" ] || for arch in "9.0" "7.5;8.0;8.6;8.9;9.0;10.0;12.0" "9.0" "7.5;8.0;8.6;8.9;9.0;10.0;12.0"; do
   rm -rf /tmp/dgr-b /tmp/w && cp -r .gpu-src/dgr /tmp/dgr-b
   s=$(date +%s.%N)
   TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS=16 $TPY -m pip wheel -q --no-build-isolation --no-deps -w /tmp/w /tmp/dgr-b > /dev/null 2>&1
   rc=$?; e=$(date +%s.%N)
-  echo "dgr arch=[$arch] rc=$rc $(echo "$e - $s" | bc) s" >> "$OUT/bench.txt"
+  echo "dgr arch=[$arch] rc=$rc $(python3 -c "print(round($e - $s, 1))") s" >> "$OUT/bench.txt"
 done
 cat "$OUT/apply1.txt" "$OUT/apply2.txt" "$OUT/verify.txt" "$OUT/bench.txt"
