@@ -247,8 +247,9 @@ def _rattler_install(ctx: Ctx, recs: list, log: Path) -> None:  # type: ignore[t
             url = local.as_uri()
         records.append(rattler.RepoDataRecord(
             package_record=rattler.PackageRecord(
-                name=p.name, version=p.version, build=p.build or "", build_number=0,
-                subdir=p.url.rsplit("/", 2)[-2], md5=p.hash.md5, sha256=p.hash.sha256,
+                name=p.name, version=p.version, build=rattler.BuildString(p.build or ""), build_number=0,
+                subdir=p.url.rsplit("/", 2)[-2], md5=bytes.fromhex(p.hash.md5) if p.hash.md5 else None,
+                sha256=bytes.fromhex(p.hash.sha256) if p.hash.sha256 else None,
                 depends=[f"{k} {v}".strip() if v != "*" else k for k, v in p.dependencies.items()]),
             file_name=url.rsplit("/", 1)[-1], url=url, channel=p.url.rsplit("/", 2)[0]))
     with open(log, "a") as f:

@@ -44,13 +44,16 @@ def conda_package(channel: Path, subdir: str, name: str, version: str, build: st
              "subdir": subdir, "timestamp": 1700000000000}
     if noarch:
         index["noarch"] = noarch
+    payload = {f"share/{name}/README": b"test package\n"}
+    paths = [{"_path": p, "path_type": "hardlink", "sha256": hashlib.sha256(b).hexdigest(), "size_in_bytes": len(b)}
+             for p, b in payload.items()]
     info = {"info/index.json": json.dumps(index).encode(),
-            "info/paths.json": json.dumps({"paths": [], "paths_version": 1}).encode()}
+            "info/paths.json": json.dumps({"paths": paths, "paths_version": 1}).encode()}
     path = d / f"{stem}.conda"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("metadata.json", json.dumps({"conda_pkg_format_version": 2}))
         z.writestr(f"info-{stem}.tar.zst", _tar_zst(info))
-        z.writestr(f"pkg-{stem}.tar.zst", _tar_zst({f"share/{name}/README": b"test package\n"}))
+        z.writestr(f"pkg-{stem}.tar.zst", _tar_zst(payload))
     return path
 
 

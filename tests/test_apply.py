@@ -204,3 +204,32 @@ def test_existing_env_builds_extensions_without_touching_packages(world: dict) -
     code, out = run(*args, "--existing", "--from-step", "build-cext")
     assert code == 0, out
     assert "create-env" not in out and "pip-install" not in out and "build-cext: done" in out
+
+
+def test_the_conda_half_installs_offline_from_the_seeded_channel_checking_hashes(world: dict, tmp_path: Path) -> None:
+    """py-rattler installs the lockfile's conda packages from DATA/channel (file:// URLs, which
+    rattler does not hash-check: apply does), and refuses a file whose sha256 differs."""
+    from provision.apply import ApplyError, ApplyOptions, Ctx, _rattler_install
+    from provision.host import load_host
+    from provision.lock import lockfile
+    from provision.plan import PlanOptions, make_plan
+    from provision.specload import load_spec
+
+    t = world["t"]
+    loaded = load_spec(world["spec"])
+    plan = make_plan(loaded, load_host(Path(HOST)), PlanOptions(prefix=str(tmp_path / "cenv"), data_dir=str(t / "data")))
+    ctx = Ctx(loaded, plan, ApplyOptions(lockdir=t / "lockfiles", offline=True), print)
+    lock = lockfile.read(t / "lockfiles" / "apptoy" / "cu128" / "conda-lock.yml")
+    recs = lockfile.conda_records(lock, categories={"main"})
+    log = tmp_path / "create.log"
+    _rattler_install(ctx, recs, log)
+    assert (tmp_path / "cenv" / "share" / "python" / "README").is_file()
+    assert (tmp_path / "cenv" / "conda-meta").is_dir()
+    victim = next((t / "data" / "channel" / "linux-64").glob("libzlib-*.conda"))
+    good = victim.read_bytes()
+    try:
+        victim.write_bytes(good[:-10] + b"0123456789")
+        with pytest.raises(ApplyError, match="sha256 does not match"):
+            _rattler_install(ctx, recs, log)
+    finally:
+        victim.write_bytes(good)
