@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .diagnose import diagnose
 from .errors import ProvisionError
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, file_digest
 from .plan import Plan, Step, source_dir
 from .spec import GitSource, SdistSource, TargetSpec, UpstreamPathSource
 from .specload import LoadedSpec
@@ -185,7 +185,7 @@ def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
 
 
 def _fetch_sdist(ctx: Ctx, name: str, src: SdistSource, dest: Path, log: Path) -> None:
-    if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == src.sha256:
+    if dest.is_file() and file_digest(dest) == src.sha256:
         return
     seeded = ctx.data / "wheelhouse" / dest.name
     if seeded.is_file():
@@ -242,7 +242,7 @@ def _rattler_install(ctx: Ctx, recs: list, log: Path) -> None:  # type: ignore[t
             if not local.is_file():
                 raise ApplyError(f"{p.name} {p.version}: {local.name} is not in {channel}",
                                  hint="seed a bundle made with the lockfile's packages (provision mirror without --no-packages)")
-            if hashlib.sha256(local.read_bytes()).hexdigest() != p.hash.sha256:
+            if file_digest(local) != p.hash.sha256:
                 raise ApplyError(f"{local}: sha256 does not match the lockfile", hint="re-seed the bundle")
             url = local.as_uri()
         records.append(rattler.RepoDataRecord(

@@ -36,7 +36,7 @@ class Artifact:
         return {k: v for k, v in asdict(self).items() if v not in (None, (), False)}
 
 
-def _basename(url: str) -> str:
+def url_basename(url: str) -> str:
     return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
@@ -48,7 +48,7 @@ def spec_artifacts(spec: TargetSpec, variant: str) -> list[Artifact]:
             out.append(Artifact("git", e.name, src.git, f"sources/{e.name}", revision=src.commit,
                                 submodules=src.submodules))
         elif isinstance(src, SdistSource):
-            out.append(Artifact("sdist", e.name, src.sdist, f"sources/{_basename(src.sdist)}", sha256=src.sha256))
+            out.append(Artifact("sdist", e.name, src.sdist, f"sources/{url_basename(src.sdist)}", sha256=src.sha256))
     pkgs = {p.key: p for p in [*spec.pip.packages, *spec.variants[variant].packages]}
     for p in pkgs.values():
         if p.git is not None:
@@ -58,7 +58,7 @@ def spec_artifacts(spec: TargetSpec, variant: str) -> list[Artifact]:
         out.append(Artifact("hf-repo", r.repo, f"https://huggingface.co/{r.repo}", f"hf/{r.repo}",
                             revision=r.revision, files=tuple(r.files), gated=r.gated, optional=r.optional))
     for u in spec.weights.urls:
-        out.append(Artifact("url", u.name, u.url, f"files/{_basename(u.url)}", sha256=u.sha256, md5=u.md5, size=u.size))
+        out.append(Artifact("url", u.name, u.url, f"files/{url_basename(u.url)}", sha256=u.sha256, md5=u.md5, size=u.size))
     for h in spec.weights.torch_hub:
         out.append(Artifact("torch-hub-source", h.repo, f"{GITHUB}/{h.repo}/archive/{h.commit}.zip",
                             f"torch_hub/{h.repo.replace('/', '_')}_{h.ref}.zip", revision=h.commit))
@@ -75,9 +75,9 @@ def lock_artifacts(lock: object, platform: str = "linux-64") -> list[Artifact]:
         if p.platform != platform:
             continue
         if p.manager == "conda":
-            out.append(Artifact("conda", p.name, p.url, f"conda/{_basename(p.url)}", sha256=p.hash.sha256,
+            out.append(Artifact("conda", p.name, p.url, f"conda/{url_basename(p.url)}", sha256=p.hash.sha256,
                                 md5=p.hash.md5, optional="main" not in p.categories))
         elif p.hash.sha256:
             kind = "wheel" if p.url.endswith(".whl") else "sdist"
-            out.append(Artifact(kind, p.name, p.url, f"wheels/{_basename(p.url)}", sha256=p.hash.sha256))
+            out.append(Artifact(kind, p.name, p.url, f"wheels/{url_basename(p.url)}", sha256=p.hash.sha256))
     return out

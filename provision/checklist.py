@@ -7,11 +7,10 @@ whether it needs a GPU (then, without one, it is reported as skipped, never as p
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from .lock.lockfile import PipPin
-from .plan import Plan
+from .plan import Plan, fill
 from .spec import ApiCheck, FileCheck, ImportCheck, KernelCheck, TargetSpec
 
 SCHEMA = 1
@@ -24,8 +23,7 @@ def _check(id_: str, kind: str, title: str, fix: str, *, gpu: bool = False, requ
 
 def _resolve(template: str, plan: Plan) -> str:
     """{NAME} from the plan's environment, {data} and {prefix}: the paths the app will use."""
-    values = {**plan.env, "data": plan.data_dir, "prefix": plan.prefix}
-    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+    return fill(template, {**plan.env, "data": plan.data_dir, "prefix": plan.prefix})
 
 
 def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -> dict[str, Any]:

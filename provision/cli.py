@@ -315,6 +315,10 @@ def _human(n: int | None) -> str:
     return str(n)
 
 
+def _echo_problem(label: str, p) -> None:  # type: ignore[no-untyped-def]
+    typer.echo(f"{label}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""), err=True)
+
+
 @app.command()
 def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
            to: Path = typer.Option(..., "--to", help="Bundle directory (created, or completed if partial)."),
@@ -373,7 +377,7 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
             typer.echo(f"{len(entries)} artifacts, {_human(total)}" + (f" + {unknown} of unknown size" if unknown else "")
                        + f"; {len(have)} already in {display_path(to)}")
             for p in problems:
-                typer.echo(f"{'problem' if p.fatal else 'warning'}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""), err=True)
+                _echo_problem("problem" if p.fatal else "warning", p)
         raise typer.Exit(1 if any(p.fatal for p in problems) else 0)
     bundle.targets[spec.name] = {"variant": v, "spec_digest": loaded.digest, "env": spec.env_values()}
     bundle.save()
@@ -406,9 +410,9 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
             typer.echo(f"{display_path(to)}: {len(report.downloaded)} downloaded ({_human(report.bytes_fetched)}), "
                        f"{len(report.skipped)} already there, {len(failed)} failed")
         for p in failed:
-            typer.echo(f"failed: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""), err=True)
+            _echo_problem("failed", p)
         for p in warnings:
-            typer.echo(f"warning: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""), err=True)
+            _echo_problem("warning", p)
     raise typer.Exit(1 if failed else 0)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ProvisionError
+from .fsutil import file_digest
 
 CHUNK = 1 << 20
 USER_AGENT = "provision/0.1 (+https://github.com/provision)"
@@ -149,14 +150,6 @@ def _git_blob_sha1(path: Path, size: int) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _auth_headers(job: Job) -> dict[str, str]:
     return {"Authorization": f"Bearer {job.token}"} if job.token else {}
 
@@ -172,7 +165,7 @@ def fetch(job: Job, sess, policy: Policy = Policy(), progress: Progress | None =
         # A file under its final name was verified when it was renamed there: trust it if
         # its size is right (re-hashing every run would double the work of a no-op).
         if job.size is None or dest.stat().st_size == job.size:
-            sha = job.sha256 or _file_sha256(dest)  # unknown upstream: learnt from the file once
+            sha = job.sha256 or file_digest(dest)  # unknown upstream: learnt from the file once
             return Result(job, sha, dest.stat().st_size, 0, skipped=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")

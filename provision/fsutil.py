@@ -21,3 +21,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_digest(path: Path, algo: str = "sha256") -> str:
+    """A file's hex digest, read in 1 MiB chunks (weights are GBs: never read whole)."""
+    import hashlib
+
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -16,11 +16,10 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from . import hfhub
-from .artifacts import Artifact, lock_artifacts, spec_artifacts
+from .artifacts import Artifact, lock_artifacts, spec_artifacts, url_basename
 from .bundle import Bundle, Entry, free_bytes
 from .download import DiskFull, DownloadError, Job, Policy, Progress, fetch
 from .errors import ProvisionError
@@ -58,10 +57,6 @@ class Problem:
 def _github_repo(url: str) -> str | None:
     m = re.match(r"^https://github\.com/([^/]+)/([^/]+?)(?:\.git)?/?$", url)
     return f"{m.group(1)}/{m.group(2)}" if m else None
-
-
-def _basename(url: str) -> str:
-    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
 def plan_entries(spec: TargetSpec, variant: str, lock: object | None, ep: Endpoints, sess,  # type: ignore[no-untyped-def]
@@ -119,7 +114,7 @@ def plan_entries(spec: TargetSpec, variant: str, lock: object | None, ep: Endpoi
             entries.append(Entry(a.kind, a.name, ep.map(a.url), a.dest, sha256=a.sha256, size=a.size, targets=t))
         elif a.kind == "conda":
             subdir = urlsplit(a.url).path.rstrip("/").split("/")[-2]
-            entries.append(Entry("conda", a.name, ep.map(a.url), f"conda/{subdir}/{_basename(a.url)}",
+            entries.append(Entry("conda", a.name, ep.map(a.url), f"conda/{subdir}/{url_basename(a.url)}",
                                  sha256=a.sha256, md5=a.md5, targets=t))
     return entries, problems
 
@@ -137,7 +132,7 @@ class Report:
 
 
 def _partial_name(e: Entry) -> str:
-    return hashlib.sha256(e.key.encode()).hexdigest()[:24] + "-" + _basename(e.dest)[-60:]
+    return hashlib.sha256(e.key.encode()).hexdigest()[:24] + "-" + url_basename(e.dest)[-60:]
 
 
 def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpoints,  # type: ignore[no-untyped-def]

@@ -303,7 +303,7 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
             warnings.append(finding)
     subst = {"prefix": prefix, "data": data, "arch_list": arch_list,
              "arch_digits": ";".join(cc_arch(a).removeprefix("sm_") for a in archs)}
-    env = {k: _fill(v, subst) for k, v in spec.env_values().items()}
+    env = {k: fill(v, subst) for k, v in spec.env_values().items()}
     subst.update(env)
     steps = plan_steps(loaded, variant_key, exts, ext_plans, nvcc, arch_list, prefix, data, env, subst)
     return Plan(
@@ -325,7 +325,8 @@ def source_dir(spec: TargetSpec, ext: Extension, data: str) -> str:
     return f"{base}/{src.subdirectory}" if src.subdirectory else base
 
 
-def _fill(text: str, subst: dict[str, str]) -> str:
+def fill(text: str, subst: dict[str, str]) -> str:
+    """Replace each {key} of `subst` in `text`; other braces stay as they are."""
     for k, v in subst.items():
         text = text.replace("{" + k + "}", v)
     return text
@@ -409,7 +410,7 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
         if nvcc.cuda_home:
             build_env["CUDA_HOME"] = nvcc.cuda_home
             build_env["PATH"] = f"{nvcc.cuda_home}/bin:$PATH"
-        build_env.update({k: _fill(v, subst) for k, v in e.env.items()})
+        build_env.update({k: fill(v, subst) for k, v in e.env.items()})
         src = source_dir(spec, e, data)
         if e.build == "wheel":
             cmd = (f"{py} -m pip wheel --no-build-isolation --no-deps -c {constraints} -w {data}/wheels/{e.name} {src} && "

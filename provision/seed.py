@@ -14,7 +14,6 @@ is kept unless --force (then it is moved aside to `<name>.bak`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .bundle import Bundle, BundleError, Entry, safe_relpath
+from .fsutil import file_digest
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -50,14 +50,6 @@ class SeedReport:
         return [a for a in self.actions if a.status == "conflict"]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_blobs(b: Bundle) -> list[str]:
     """Every blob against the manifest; returns what is wrong (empty when all is well)."""
     bad = []
@@ -65,7 +57,7 @@ def verify_blobs(b: Bundle) -> list[str]:
         p = b.blob(sha)
         if not p.is_file():
             bad.append(f"blobs/{sha}: missing")
-        elif _sha256(p) != sha:
+        elif file_digest(p) != sha:
             bad.append(f"blobs/{sha}: content does not match its sha256")
     for e in b.entries.values():
         if not e.sha256:
@@ -112,7 +104,7 @@ def _same(dst: Path, src: Path | None, text: str | None) -> bool:
         return dst.is_file() and dst.read_text() == text
     if src is None or not dst.is_file():
         return dst.is_dir()
-    return dst.stat().st_size == src.stat().st_size and _sha256(dst) == _sha256(src)
+    return dst.stat().st_size == src.stat().st_size and file_digest(dst) == file_digest(src)
 
 
 def plan_seed(b: Bundle, hf_home: Path, torch_home: Path, data: Path, local_dir: Path | None = None) -> SeedReport:

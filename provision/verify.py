@@ -8,7 +8,6 @@ is turned into its cause and fix, the way the field notes had to discover them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -18,6 +17,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .fsutil import file_digest
 
 RUNNER = Path(__file__).with_name("verify_runner.py")
 MARK = "@@PROVISION-RESULTS@@"
@@ -80,14 +81,6 @@ def run_in_env(python: str, checklist: dict[str, Any], env: dict[str, str], time
         os.unlink(path)
 
 
-def _sha(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _proxied(env: dict[str, str], url: str) -> bool:
     import requests.utils
 
@@ -118,7 +111,7 @@ def host_check(c: dict[str, Any], env: dict[str, str]) -> tuple[str, str]:
         if not p.is_file():
             return "fail", f"{p} is missing"
         algo, want = ("sha256", c["sha256"]) if c.get("sha256") else ("md5", c.get("md5"))
-        if want and _sha(p, algo) != want:
+        if want and file_digest(p, algo) != want:
             return "fail", f"{p}: {algo} does not match (a truncated or corrupt download)"
         return "ok", str(p)
     if kind == "torch-hub-offline":

@@ -23,7 +23,6 @@ import time
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LockError
-from ..fsutil import atomic_write_text
 from .conda import CondaRecord, channel_url
 from .inputs import LockInputs
 from .pip import PipRecord
