@@ -59,6 +59,7 @@ class Ctx:
     plan: Plan
     opts: ApplyOptions
     echo: Callable[[str], None]
+    host: object = None  # HostFacts: compile plans for it again
 
     @property
     def spec(self) -> TargetSpec:
@@ -121,14 +122,10 @@ def do_compile(ctx: Ctx, step: Step, log: Path) -> None:
     from .compile import CompileOptions, artifacts_for, write_tree
     from .plan import PlanOptions
 
-    _, files = artifacts_for(ctx.loaded, _host_of(ctx), CompileOptions(
+    _, files = artifacts_for(ctx.loaded, ctx.host, CompileOptions(
         lockdir=ctx.opts.lockdir, require_lock=not ctx.opts.existing,
         plan=PlanOptions(variant=ctx.plan.variant, prefix=ctx.plan.prefix, data_dir=ctx.plan.data_dir)))
     write_tree(files, ctx.compiled)
-
-
-def _host_of(ctx: Ctx):  # type: ignore[no-untyped-def]
-    return ctx.host  # type: ignore[attr-defined]
 
 
 def _marker(d: Path) -> Path:
@@ -272,8 +269,7 @@ def _requirements(ctx: Ctx) -> Path:
 
 
 def _pip(ctx: Ctx) -> list[str]:
-    base = [ctx.py, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    return base
+    return [ctx.py, "-m", "pip", "--disable-pip-version-check", "--no-input"]
 
 
 def _index_args(ctx: Ctx) -> list[str]:
@@ -283,9 +279,10 @@ def _index_args(ctx: Ctx) -> list[str]:
 def do_pip_install(ctx: Ctx, step: Step, log: Path) -> None:
     run_logged(ctx, [*_pip(ctx), "install", "--no-deps", "--require-hashes", *_index_args(ctx), "-r",
                      str(_requirements(ctx))], log)
-    for name, src, dest in _sources(ctx):
-        if isinstance(src, GitSource) and any(p.git is src for p in ctx.spec.pip.packages):
-            run_logged(ctx, [*_pip(ctx), "install", "--no-deps", "--no-build-isolation", *_index_args(ctx), str(dest)], log)
+    for p in [*ctx.spec.pip.packages, *ctx.spec.variants[ctx.plan.variant].packages]:
+        if p.git is not None:  # pinned by commit, fetched by the sources step; its requires are locked
+            run_logged(ctx, [*_pip(ctx), "install", "--no-deps", "--no-build-isolation", *_index_args(ctx),
+                             str(ctx.data / "src" / p.name)], log)
 
 
 def _freeze(ctx: Ctx) -> dict[str, str]:
@@ -499,8 +496,7 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
     if plan.blockers:
         raise ApplyError(f"the plan for {loaded.name} has {len(plan.blockers)} blocker(s): {plan.blockers[0].what}",
                          hint=plan.blockers[0].fix)
-    ctx = Ctx(loaded, plan, opts, echo)
-    ctx.host = host  # type: ignore[attr-defined]
+    ctx = Ctx(loaded, plan, opts, echo, host)
     skip = {"create-env", "cuda-toolkit", "pip-install"} if opts.existing else set()
     steps = [s for s in plan.steps
              if s.id not in skip and not (s.id == "weights" and opts.bundle is None and (opts.offline or opts.existing))]
