@@ -381,12 +381,22 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
         raise typer.Exit(1 if any(p.fatal for p in problems) else 0)
     bundle.targets[spec.name] = {"variant": v, "spec_digest": loaded.digest, "env": spec.env_values()}
     bundle.save()
-    bar = None
+    bar = file_bar = None
     if not quiet and not as_json and sys.stderr.isatty():
+        import itertools
+        import threading
+
         from tqdm import tqdm
 
         bar = tqdm(total=sum(e.size or 0 for e in entries), unit="B", unit_scale=True, unit_divisor=1000,
-                   desc=f"mirror {spec.name}", file=sys.stderr)
+                   desc=f"mirror {spec.name}", file=sys.stderr, position=0)
+        slots, lock_ = itertools.cycle(range(1, workers + 1)), threading.Lock()
+
+        def file_bar(name: str, size: int | None):  # type: ignore[no-untyped-def]
+            with lock_:
+                pos = next(slots)
+            return tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1000, desc=name[-40:], leave=False,
+                        file=sys.stderr, position=pos)
 
     def done(e, skipped: bool) -> None:  # type: ignore[no-untyped-def]
         if bar is not None:
@@ -395,7 +405,7 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
             bar.set_postfix_str(e.name[-40:])
 
     report = m.run(bundle, entries, sess, token, ep, workers=workers,
-                   on_bytes=(bar.update if bar is not None else (lambda n: None)), on_done=done)
+                   on_bytes=(bar.update if bar is not None else (lambda n: None)), on_done=done, file_bar=file_bar)
     if bar is not None:
         bar.close()
     failed = [p for p in problems if p.fatal] + report.failed
@@ -422,6 +432,7 @@ def seed(bundle_dir: Path = typer.Argument(..., help="A bundle made by `provisio
          torch_home: Optional[Path] = typer.Option(None, "--torch-home", help="Default: $TORCH_HOME or ~/.cache/torch."),
          data: Optional[Path] = typer.Option(None, "--data-dir", help="Wheelhouse, channel, sources and {data} weights (default: provision's data dir)."),
          local_dir: Optional[Path] = typer.Option(None, "--local-dir", help="Also copy each Hugging Face repo to DIR/<org>/<name>."),
+         prefix: Optional[Path] = typer.Option(None, "--prefix", help="An env made by provision: write the exports into its activation scripts."),
          dry_run: bool = typer.Option(False, "--dry-run", help="Verify and say what would be written; write nothing."),
          force: bool = typer.Option(False, "--force", help="Replace files whose content differs (the old one is kept as .bak)."),
          as_json: bool = JsonOpt) -> None:
@@ -445,6 +456,7 @@ def seed(bundle_dir: Path = typer.Argument(..., help="A bundle made by `provisio
         s.apply_seed(rep, force)
         if any(a.dst.suffix in (".conda", ".bz2") and a.status != "same" for a in rep.actions):
             s.index_channel((data or data_dir()) / "channel")
+        written = s.write_activation(prefix, rep.env) if prefix is not None else []
     counts: dict[str, int] = {}
     for a in rep.actions:
         counts[a.status] = counts.get(a.status, 0) + 1
@@ -456,6 +468,9 @@ def seed(bundle_dir: Path = typer.Argument(..., help="A bundle made by `provisio
                    f"{counts.get('same', 0)} already in place, {counts.get('conflict', 0)} kept (content differs)")
         for a in rep.conflicts:
             typer.echo(f"kept: {a.dst} differs from the bundle's {a.what}" + ("" if force else " (--force replaces it, keeping a .bak)"), err=True)
+        if not dry_run and prefix is not None:
+            typer.echo("activation now sets them: " + (", ".join(str(w) for w in written) or
+                                                       f"no etc/conda/activate.d in {prefix}"))
         typer.echo("export these (the app then never reaches for the network):")
         for k, v in rep.env.items():
             typer.echo(f"  export {k}={v}")

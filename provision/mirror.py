@@ -137,8 +137,12 @@ def _partial_name(e: Entry) -> str:
 
 def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpoints,  # type: ignore[no-untyped-def]
         workers: int = 4, policy: Policy = Policy(), on_bytes: Callable[[int], None] = lambda n: None,
-        on_done: Callable[[Entry, bool], None] = lambda e, skipped: None) -> Report:
-    """Fetch every entry the bundle does not hold yet; record each one as it completes."""
+        on_done: Callable[[Entry, bool], None] = lambda e, skipped: None,
+        file_bar: Callable[[str, int | None], object] | None = None) -> Report:
+    """Fetch every entry the bundle does not hold yet; record each one as it completes.
+
+    `file_bar(name, size)`, when given, makes a per-file progress bar (a context manager
+    with update(n)); the total goes to `on_bytes`."""
     report = Report()
     todo: list[Entry] = []
     for e in entries:
@@ -165,7 +169,10 @@ def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpo
         tok = token if urlsplit(e.url).netloc == hf_host else None
         dest = bundle.blob(e.sha256) if e.sha256 else bundle.partial(_partial_name(e) + ".done")
         job = Job(e.url, dest, sha256=e.sha256, md5=e.md5, git_sha1=e.git_sha1, size=e.size, token=tok, label=e.name)
-        return fetch(job, sess, policy, progress)
+        if file_bar is None:
+            return fetch(job, sess, policy, progress)
+        with file_bar(e.name, e.size) as bar:  # type: ignore[attr-defined]
+            return fetch(job, sess, policy, Progress(lambda n: (bar.update(n), progress.add(n))))
 
     by_blob: dict[str, list[Entry]] = {}
     for e in todo:  # one download per distinct blob, however many entries share it

@@ -221,6 +221,26 @@ def apply_seed(rep: SeedReport, force: bool = False) -> None:
                 f.write(f"{a.text}\n")
 
 
+def write_activation(prefix: Path, env: dict[str, str]) -> list[Path]:
+    """Put the seeded locations into an env's activation (conda activate.d / deactivate.d and
+    the plain activate.sh of `provision compile`), so the app finds them offline every time."""
+    import shlex
+
+    from .render import render
+
+    pairs = sorted((k, shlex.quote(v)) for k, v in env.items())
+    ctx = {"target": "provision-seed", "variant": "seeded weights", "env": pairs}
+    written = []
+    for rel, tpl in (("etc/conda/activate.d/provision-seed.sh", "compile/conda-activate.sh.j2"),
+                     ("etc/conda/deactivate.d/provision-seed.sh", "compile/conda-deactivate.sh.j2")):
+        if (prefix / rel).parent.is_dir():
+            from .fsutil import atomic_write_text
+
+            atomic_write_text(prefix / rel, render(tpl, **ctx))
+            written.append(prefix / rel)
+    return written
+
+
 def index_channel(channel: Path) -> None:
     """Make DATA/channel a conda channel apply can install from offline."""
     import asyncio
@@ -231,4 +251,4 @@ def index_channel(channel: Path) -> None:
     asyncio.run(index_fs(channel, write_shards=False))
 
 
-__all__ = ["SeedReport", "apply_seed", "index_channel", "plan_seed", "verify_blobs", "Entry"]
+__all__ = ["SeedReport", "apply_seed", "index_channel", "plan_seed", "verify_blobs", "write_activation", "Entry"]

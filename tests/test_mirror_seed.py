@@ -158,9 +158,15 @@ def test_a_bundle_is_planned_built_rerun_seeded_and_read_offline(server: FakeSer
     assert server.state.bytes_sent - before < 50_000  # only the Hub's file lists were asked again
 
     hf, th, data = tmp_path / "hf", tmp_path / "torch", tmp_path / "data"
-    code, out = run("seed", str(bundle), "--hf-home", str(hf), "--torch-home", str(th), "--data-dir", str(data))
+    env_prefix = tmp_path / "env"
+    (env_prefix / "etc" / "conda" / "activate.d").mkdir(parents=True)
+    (env_prefix / "etc" / "conda" / "deactivate.d").mkdir(parents=True)
+    code, out = run("seed", str(bundle), "--hf-home", str(hf), "--torch-home", str(th), "--data-dir", str(data),
+                    "--prefix", str(env_prefix))
     assert code == 0, out
     assert "export HF_HUB_OFFLINE=1" in out
+    act = (env_prefix / "etc" / "conda" / "activate.d" / "provision-seed.sh").read_text()
+    assert f"export HF_HOME={hf}" in act and "export HF_HUB_OFFLINE=1" in act
     code, out = run("seed", str(bundle), "--hf-home", str(hf), "--torch-home", str(th), "--data-dir", str(data))
     assert code == 0 and "0 kept" in out and "wrote 0" in out  # idempotent
 
@@ -287,3 +293,38 @@ def test_locked_packages_go_to_a_wheelhouse_and_a_local_channel(tmp_path: Path, 
                                          rattler.GenericVirtualPackage(rattler.PackageName("__glibc"),
                                                                        rattler.Version("2.28"), rattler.BuildString("0"))]))
     assert {r.name.normalized for r in recs} >= {"python", "cuda-nvcc", "libzlib"}
+
+
+def test_each_file_gets_its_own_progress_and_the_total_adds_up(server: FakeServer, tmp_path: Path) -> None:
+    from provision import mirror as m
+    from provision.bundle import Bundle
+    from provision.download import session
+
+    spec_path = stage(server, "triposr", tmp_path / "envs")
+    from provision.specload import load_spec
+
+    spec = load_spec(spec_path).spec
+    ep = m.Endpoints(hf=server.url, github=f"{server.url}/gh",
+                     url_map={"https://github.com/danielgatis": f"{server.url}/files/gh-releases/danielgatis"})
+    entries, problems = m.plan_entries(spec, spec.default_variant(), None, ep, session(), None)
+    bars: dict[str, list[int]] = {}
+
+    class Bar:
+        def __init__(self, name: str, size: int | None) -> None:
+            self.name = name
+            bars[name] = []
+
+        def __enter__(self) -> "Bar":
+            return self
+
+        def __exit__(self, *a: object) -> None:
+            pass
+
+        def update(self, n: int) -> None:
+            bars[self.name].append(n)
+
+    total: list[int] = []
+    r = m.run(Bundle.open(tmp_path / "b", create=True), entries, session(), None, ep, on_bytes=total.append,
+              file_bar=Bar)
+    assert not r.failed and set(bars) == {e.name for e in entries}
+    assert sum(map(sum, bars.values())) == sum(total) == r.bytes_fetched
