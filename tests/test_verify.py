@@ -187,3 +187,16 @@ def test_the_torch_hub_proxy_trap_is_caught(tmp_path: Path, venv: Path, monkeypa
     monkeypatch.setenv("NO_PROXY", "github.com,localhost,127.0.0.1")
     code, res = verify(tmp_path / "b", venv, free_port())
     assert next(c for c in res["checks"] if c["id"] == "torch-hub-facebookresearch/dinov2")["status"] == "ok"
+
+
+def test_preflight_checks_the_host_and_the_bundle_before_installing(tmp_path: Path) -> None:
+    code, out = run("verify", "triposr", "--preflight", "--host", str(FIXTURES / "hosts" / "rtx5070ti-wsl2.json"),
+                    "--bundle", str(tmp_path / "nothing"), "--json")
+    assert code == 2 and "is not a bundle" in out
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "manifest.json").write_text('{"schema": 1, "targets": {}, "artifacts": []}')
+    code, out = run("verify", "triposr", "--preflight", "--host", str(FIXTURES / "hosts" / "rtx5070ti-wsl2.json"),
+                    "--bundle", str(tmp_path / "b"), "--json")
+    rows = {r["name"]: r for r in json.loads(out)["preflight"]}
+    assert rows["bundle"]["status"] == "fail" and "provision mirror triposr" in rows["bundle"]["fix"]
+    assert rows["gpu"]["status"] == "ok" and code == 2

@@ -1,0 +1,39 @@
+"""A failed build's log, as the tools print it, is turned into its cause and fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from provision.diagnose import diagnose
+
+CASES = [
+    ("/usr/local/cuda-11.8/include/crt/host_config.h:132:2: error: #error -- unsupported GNU version! "
+     "gcc versions later than 11 are not supported!", "compiler", "gcc"),
+    ("    ModuleNotFoundError: No module named 'torch'\n  error: subprocess-exited-with-error",
+     "build isolation", "--no-build-isolation"),
+    ("RuntimeError:\nThe detected CUDA version (11.5) mismatches the version that was used to compile\n"
+     "PyTorch (12.1). Please make sure to use the same CUDA versions.", "nvcc's CUDA differs", "CUDA_HOME"),
+    ("nvcc fatal   : Unsupported gpu architecture 'compute_120'", "sm_120 needs CUDA >= 12.8", "newer nvcc"),
+    ("ERROR: Cannot install foo==1.0 because these package versions have conflicting dependencies.\n\n"
+     "The conflict is caused by:\n    foo 1.0 depends on torch>=2.5\n    The user requested (constraint) torch==2.4.0\n",
+     "foo 1.0 depends on torch>=2.5", "override"),
+    ("Successfully installed kaolin-0.1\nImportError: cannot import name 'check_tensor' from 'kaolin.utils.testing'",
+     "placeholder", "kaolin index"),
+    ("[12/40] /usr/local/cuda/bin/nvcc ... forward.cu\nKilled\nninja: build stopped: subcommand failed.",
+     "killed for memory", "MAX_JOBS"),
+]
+
+
+@pytest.mark.parametrize("log, cause, fix", CASES, ids=[c[1][:24] for c in CASES])
+def test_the_cause_and_fix_are_named(log: str, cause: str, fix: str) -> None:
+    d = diagnose(log)
+    assert d is not None and cause in d.cause and fix in d.fix
+
+
+def test_exit_137_is_memory_whatever_the_log_says() -> None:
+    d = diagnose("", returncode=137)
+    assert d is not None and "MAX_JOBS" in d.fix and "wslconfig" in d.fix
+
+
+def test_an_unknown_failure_gets_no_made_up_cause() -> None:
+    assert diagnose("error: something nobody has seen before") is None
