@@ -328,6 +328,7 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
            github_base: str = typer.Option("https://github.com", "--github-base", help="Where GitHub archives come from."),
            url_map: Optional[List[str]] = typer.Option(None, "--url-map", help="PREFIX=REPLACEMENT: fetch URLs starting with PREFIX from a mirror (repeatable)."),
            no_packages: bool = typer.Option(False, "--no-packages", help="Leave out the lockfile's wheels and conda packages."),
+           builds_from: Optional[Path] = typer.Option(None, "--builds-from", help="Also carry the extension builds `provision apply` cached in this data dir."),
            workers: int = typer.Option(4, "--workers", min=1, max=32, help="Files downloaded at once."),
            dry_run: bool = typer.Option(False, "--dry-run", help="List every artifact, its size and the total; download nothing."),
            quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -408,6 +409,10 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
                    on_bytes=(bar.update if bar is not None else (lambda n: None)), on_done=done, file_bar=file_bar)
     if bar is not None:
         bar.close()
+    if builds_from is not None:
+        builds = m.add_builds(bundle, builds_from, spec.name)
+        if not as_json:
+            typer.echo(f"{len(builds)} cached extension build file(s) from {builds_from} added")
     failed = [p for p in problems if p.fatal] + report.failed
     warnings = [p for p in problems if not p.fatal]
     if as_json:

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import hfhub
@@ -209,3 +210,27 @@ def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpo
     if not report.failed:
         shutil.rmtree(bundle.root / ".partial", ignore_errors=True)
     return report
+
+
+def add_builds(bundle: Bundle, data_dir: Path, target: str) -> list[Entry]:
+    """Carry the extension builds `provision apply` cached under DATA/cache/ext, so a machine
+    seeded from this bundle finds them and compiles nothing (same key: same binary inputs)."""
+    from .fsutil import file_digest
+
+    added = []
+    root = data_dir / "cache" / "ext"
+    for d in sorted(p for p in root.glob("*") if (p / "key.json").is_file()) if root.is_dir() else []:
+        for f in sorted(d.iterdir()):
+            sha = file_digest(f)
+            blob = bundle.blob(sha)
+            if not blob.is_file():
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                tmp = blob.with_name(blob.name + ".part")
+                shutil.copyfile(f, tmp)
+                os.replace(tmp, blob)
+            e = Entry("ext-build", f"{d.name}/{f.name}", f.resolve().as_uri(), f"builds/{d.name}/{f.name}",
+                      sha256=sha, size=f.stat().st_size, targets=[target])
+            bundle.record(e, flush=False)
+            added.append(e)
+    bundle.save()
+    return added

@@ -147,6 +147,9 @@ def plan_seed(b: Bundle, hf_home: Path, torch_home: Path, data: Path, local_dir:
         elif e.kind == "conda":
             rel = "/".join(PurePosixPath(e.dest).parts[1:])
             rep.actions.append(Action("copy", _inside(data / "channel", rel, what), blob, what=what))
+        elif e.kind == "ext-build":  # apply's build cache: DATA/cache/ext/<name>-<key>/<file>
+            rel = "/".join(PurePosixPath(e.dest).parts[1:])
+            rep.actions.append(Action("copy", _inside(data / "cache" / "ext", rel, what), blob, what=what))
         elif e.kind == "git-archive":
             rep.actions.append(Action("copy", _inside(data / "sources", PurePosixPath(e.dest).name, what), blob, what=what))
     for path, commit in refs.items():

@@ -5,6 +5,7 @@ built in place and made importable by its .pth shim."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,9 @@ extensions:
     build: inplace
     nvcc: none
     peak_job_memory_gb: 1
+weights:
+  urls:
+    - {{name: model, url: "WURL", sha256: "WSHA", dest: "{{data}}/weights/model.bin"}}
 env:
   APPTOY_MODE: {{value: fast, choices: [fast, slow]}}
 resources: {{ram_gb: 1, swap_gb: 0, disk_gb: 1, vram_gb: 1}}
@@ -91,6 +95,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     repack_installed("setuptools", files)
     simple_index(root / "pypi")
     wheel(t / "upgrades", "alpha", "2.0")
+    weights = b"model weights " * 1000
+    (root / "w").mkdir()
+    (root / "w" / "model.bin").write_bytes(weights)
     src = t / "cext-src"
     src.mkdir()
     (src / "setup.py").write_text(SETUP)
@@ -100,8 +107,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (envs / "shared" / "cuda.yaml").write_text((ROOT / "envs" / "shared" / "cuda.yaml").read_text())
     with serve(root) as url:
         spec = envs / "apptoy.yaml"
-        spec.write_text(SPEC.replace("CHAN", f"{url}/chan").replace(
-            'cuda_toolkits:\n  "12.8"', 'cuda_toolkits:\n  "12.8"'))
+        import hashlib
+
+        spec.write_text(SPEC.replace("CHAN", f"{url}/chan").replace("WURL", f"{url}/w/model.bin")
+                        .replace("WSHA", hashlib.sha256(weights).hexdigest()))
         code, out = run("lock", str(spec), "--lockdir", str(t / "lockfiles"), "--index-url", f"{url}/pypi/simple",
                         "--exclude-newer", "none")
         assert code == 0, out
@@ -122,7 +131,7 @@ def apply_args(w: dict, *extra: str) -> list[str]:
 
 def test_apply_builds_the_env_offline_and_verify_is_green(world: dict) -> None:
     t = world["t"]
-    code, out = run(*apply_args(world))
+    code, out = run(*apply_args(world, "--bundle", str(t / "bundle")))
     assert code == 0, out
     py = t / "env" / "bin" / "python"
     r = subprocess.run([str(py), "-c", "import alpha, beta, cext; print(alpha.__version__, cext.hello())"],
@@ -138,6 +147,7 @@ def test_apply_builds_the_env_offline_and_verify_is_green(world: dict) -> None:
                         capture_output=True, text=True, check=True).stdout.split()
     assert sh == ["fast", "unset"]
     assert "verify" in out and "done" in out.split("verify")[-1]
+    assert "weights: done" in out and (t / "data" / "weights" / "model.bin").is_file()  # seeded, and verified
 
 
 def test_a_second_apply_does_nothing(world: dict) -> None:
@@ -233,3 +243,25 @@ def test_the_conda_half_installs_offline_from_the_seeded_channel_checking_hashes
             _rattler_install(ctx, recs, log)
     finally:
         victim.write_bytes(good)
+
+
+def test_another_machine_fed_by_a_bundle_with_the_builds_compiles_nothing(world: dict, tmp_path: Path) -> None:
+    """Machine A applied (and so cached its builds); its bundle carries them; machine B, seeded
+    from it, gets the extension from the cache."""
+    t = world["t"]
+    bundle = tmp_path / "bundle"
+    shutil.copytree(t / "bundle", bundle)
+    code, out = run("mirror", str(world["spec"]), "--to", str(bundle), "--lockdir", str(t / "lockfiles"),
+                    "--no-packages", "--builds-from", str(t / "data"))
+    assert "cached extension build file(s)" in out
+    data_b = tmp_path / "data-b"
+    code, out = run("seed", str(bundle), "--hf-home", str(tmp_path / "hf"), "--torch-home", str(tmp_path / "th"),
+                    "--data-dir", str(data_b))
+    assert code == 0, out
+    args = apply_args(world)
+    args[args.index("--prefix") + 1] = str(tmp_path / "env-b")
+    args[args.index("--data-dir") + 1] = str(data_b)
+    code, out = run(*args)
+    assert code == 0, out
+    log = (tmp_path / "env-b" / "share" / "provision" / "logs" / "build-cext.log").read_text()
+    assert "from the cache" in log and "build_ext" not in log
