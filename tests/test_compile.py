@@ -58,6 +58,9 @@ def test_activation_sets_and_deactivation_restores(tmp_path: Path) -> None:
               f'provision_deactivate; echo "$HF_HOME"')
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[:4] == ["/data/huggingface 1", "/mine unset", "/data/envs/triposr/bin", "/mine"]
+    proxy = subprocess.run(["sh", "-c", f"export NO_PROXY=corp.example; . {c}/activate.sh; echo $NO_PROXY; "
+                            "provision_deactivate; echo $NO_PROXY"], capture_output=True, text=True, check=True)
+    assert proxy.stdout.split() == ["corp.example,localhost,127.0.0.1,::1", "corp.example"]  # extended, then restored
 
 
 def test_trellis2_on_the_a6000_needs_a_lock_that_cannot_be_made_here(tmp_path: Path) -> None:
