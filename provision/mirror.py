@@ -20,13 +20,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import hfhub
-from .artifacts import Artifact, lock_artifacts, spec_artifacts, url_basename
+from .artifacts import GITHUB, Artifact, lock_artifacts, spec_artifacts, url_basename
 from .bundle import Bundle, Entry, free_bytes
 from .download import DiskFull, DownloadError, Job, Policy, Progress, fetch
 from .errors import ProvisionError
 from .spec import TargetSpec
-
-GITHUB = "https://github.com"
 
 
 @dataclass
@@ -106,7 +104,7 @@ def plan_entries(spec: TargetSpec, variant: str, lock: object | None, ep: Endpoi
                                  place=u.dest, targets=t))
         elif a.kind == "torch-hub-source":
             h = next(x for x in spec.weights.torch_hub if x.repo == a.name)
-            entries.append(Entry("torch-hub-source", h.repo, ep.map(f"{GITHUB}/{h.repo}/archive/{h.commit}.zip"),
+            entries.append(Entry("torch-hub-source", h.repo, ep.map(a.url),
                                  a.dest, repo=h.repo, revision=h.commit, path=h.ref, targets=t))
         elif a.kind == "torch-hub-checkpoint":
             entries.append(Entry("torch-hub-checkpoint", a.name, ep.map(a.url), a.dest, sha256=a.sha256,

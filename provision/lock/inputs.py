@@ -108,7 +108,7 @@ def lock_inputs(spec: TargetSpec, variant: str, platform: str = "linux-64") -> L
     indexes = [IndexRef(n, spec.pip.indexes[n].url, spec.pip.indexes[n].kind) for n in used]
 
     conda_specs = []
-    for c in spec.conda.packages if spec.conda else []:
+    for c in spec.conda.packages:
         conda_specs.append(f"{c.name} {c.version}" if c.version else c.name)
     tk = spec.cuda_toolkits.get(v.cuda)
     cuda_specs = [f"cuda-version {v.cuda}.*", *(tk.conda_packages if tk else [])]
@@ -118,7 +118,7 @@ def lock_inputs(spec: TargetSpec, variant: str, platform: str = "linux-64") -> L
         platform=platform,
         python=spec.python,
         cuda=v.cuda,
-        channels=list(spec.conda.channels) if spec.conda else ["conda-forge"],
+        channels=list(spec.conda.channels),
         conda_specs=conda_specs,
         cuda_channel=tk.conda_channel if tk else "conda-forge",
         cuda_specs=cuda_specs,
