@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 # (target, variant, extra lock arguments): as the committed lockfiles were made
 VARIANTS = [("trellis2", "cu124", ["--no-cuda-toolkit"]), ("triposr", "cu121", ["--no-cuda-toolkit"]),
-            ("triposr", "cu128", []), ("trellis", "cu121", ["--no-cuda-toolkit"])]
+            ("triposr", "cu128", []), ("trellis", "cu121-pypi", ["--no-cuda-toolkit"]),
+            ("trellis", "cu121", ["--no-cuda-toolkit"])]
 
 
 def _lock(target: str, variant: str, extra: list[str], cache: Path, lockdir: Path, cutoff: str) -> tuple[float, int]:

@@ -355,11 +355,25 @@ def build_key(ctx: Ctx, ext, src: Path, env: dict[str, str]) -> dict[str, str]: 
     }
 
 
+def _warn_without_ninja(ctx: Ctx, ext, env: dict[str, str], log: Path) -> None:  # type: ignore[no-untyped-def]
+    """torch's BuildExtension silently falls back to one compiler at a time without ninja."""
+    if ext.nvcc == "none":
+        return
+    path = env.get("PATH", "$PATH").replace("$PATH", os.environ.get("PATH", ""))
+    if shutil.which("ninja", path=path) is None:
+        msg = (f"warning: no `ninja` in {Path(ctx.py).parent} or on PATH: torch will compile {ext.name}'s sources "
+               f"one at a time and MAX_JOBS={env.get('MAX_JOBS', '?')} has no effect; add ninja to the spec's pip packages")
+        ctx.echo(msg)
+        with open(log, "a") as f:
+            f.write(msg + "\n")
+
+
 def do_build(ctx: Ctx, step: Step, log: Path) -> None:
     name = step.id.removeprefix("build-")
     ext = next(e for e in ctx.spec.extensions_for(ctx.plan.variant) if e.name == name)
     src = Path(source_dir(ctx.spec, ext, str(ctx.data)))
     env = dict(step.env)
+    _warn_without_ninja(ctx, ext, env, log)
     key = build_key(ctx, ext, src, env)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     cached = ctx.data / "cache" / "ext" / f"{name}-{digest}"
@@ -374,8 +388,12 @@ def do_build(ctx: Ctx, step: Step, log: Path) -> None:
         else:
             wheels = ctx.data / "wheels" / name
             shutil.rmtree(wheels, ignore_errors=True)
-            run_logged(ctx, [*_pip(ctx), "wheel", "--no-build-isolation", "--no-deps", *_index_args(ctx),
-                             "-c", str(ctx.constraints), "-w", str(wheels), str(src)], log, env=env)
+            # uv runs the build backend once (pip wheel runs setup.py twice: metadata, then the
+            # build, each importing torch); no isolation, so the env's torch is what it builds on
+            from .lock.pip import uv_bin
+
+            run_logged(ctx, [uv_bin(), "build", "--wheel", "--no-build-isolation", "--no-config", "--no-cache",
+                             "--python", ctx.py, "--out-dir", str(wheels), str(src)], log, env=env)
             built = sorted(wheels.glob("*.whl"))
             _store(cached, key, built)
         run_logged(ctx, [*_pip(ctx), "install", "--no-deps", "--no-index", "--force-reinstall",

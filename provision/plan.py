@@ -407,13 +407,16 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
                               "after every build, check nothing pinned moved"))
     for e, ep in zip(exts, ext_plans):
         build_env = {"TORCH_CUDA_ARCH_LIST": arch_list, "MAX_JOBS": str(ep.max_jobs)}
+        # the env's bin first, as when it is activated: torch runs `ninja` from PATH, and without
+        # it compiles the sources one by one, whatever MAX_JOBS says
+        build_env["PATH"] = f"{prefix}/bin:$PATH"
         if nvcc.cuda_home:
             build_env["CUDA_HOME"] = nvcc.cuda_home
-            build_env["PATH"] = f"{nvcc.cuda_home}/bin:$PATH"
+            build_env["PATH"] = f"{prefix}/bin:{nvcc.cuda_home}/bin:$PATH"
         build_env.update({k: fill(v, subst) for k, v in e.env.items()})
         src = source_dir(spec, e, data)
         if e.build == "wheel":
-            cmd = (f"{py} -m pip wheel --no-build-isolation --no-deps -c {constraints} -w {data}/wheels/{e.name} {src} && "
+            cmd = (f"uv build --wheel --no-build-isolation --python {py} --out-dir {data}/wheels/{e.name} {src} && "
                    f"{py} -m pip install --no-deps --no-index -c {constraints} {data}/wheels/{e.name}/*.whl")
         else:
             # built where it stays: a directory inside the env (never /tmp), named by a .pth shim

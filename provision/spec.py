@@ -28,7 +28,7 @@ _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
 _FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-VARIANT_KEY = re.compile(r"^(cu\d{3}|cpu)$")
+VARIANT_KEY = re.compile(r"^(cu\d{3}|cpu)(-[a-z0-9]+)*$")  # cu121, or cu121-pypi: a second way to the same build
 _CU_LOCAL = re.compile(r"^cu\d+$")
 
 
@@ -299,6 +299,9 @@ class Extension(StrictModel):
     nvcc: Literal["build", "runtime", "none"] = "build"
     min_nvcc: StrictStr | None = None  # defaults to the variant's CUDA version
     build_requires: list[PipPackage] = Field(default_factory=list)
+    # what the package needs at run time: it is built and installed --no-deps, so these are
+    # locked and installed with the pip half (from its setup.py / pyproject at the pinned commit)
+    requires: list[PipPackage] = Field(default_factory=list)
     env: dict[StrictStr, StrictStr] = Field(default_factory=dict)
     variants: list[StrictStr] | None = None  # only for these variants (default: all)
     smoke: StrictStr | None = None  # Python run on the GPU after install

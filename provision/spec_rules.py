@@ -34,6 +34,7 @@ def _indexes(spec: TargetSpec) -> Iterator[Finding]:
     lists: list[tuple[Path, list[PipPackage]]] = [(("pip", "packages"), spec.pip.packages)]
     lists += [(("variants", k, "packages"), v.packages) for k, v in spec.variants.items()]
     lists += [(("extensions", i, "build_requires"), e.build_requires) for i, e in enumerate(spec.extensions)]
+    lists += [(("extensions", i, "requires"), e.requires) for i, e in enumerate(spec.extensions)]
     for base, pkgs in lists:
         for i, p in enumerate(pkgs):
             if p.git is None and p.index not in known:
@@ -91,7 +92,8 @@ def _keys(spec: TargetSpec) -> Iterator[Finding]:
     for key in spec.variants:
         if not VARIANT_KEY.match(key):
             yield ("variants", key), f"variant key {key!r} is not a CUDA build tag like cu121 or cu128", \
-                "name variants by the CUDA build of their torch: cu118, cu121, cu124, cu128"
+                "name variants by the CUDA build of their torch: cu118, cu121, cu124, cu128; a second variant " \
+                "of the same build adds what differs: cu121-pypi"
     for key in spec.env:
         if not ENV_NAME.match(key):
             yield ("env", key), f"{key!r} is not an environment variable name (A-Z, 0-9, _)", None
@@ -110,9 +112,10 @@ def _variants(spec: TargetSpec) -> Iterator[Finding]:
     for k, v in spec.variants.items():
         if not VARIANT_KEY.match(k):
             continue
-        if k != "cpu" and cuda_from_tag(k) != Dotted(v.cuda):
+        tag = k.split("-")[0]
+        if tag != "cpu" and cuda_from_tag(tag) != Dotted(v.cuda):
             yield ("variants", k, "cuda"), f"variant {k} says cuda {v.cuda!r}", \
-                f"the key {k} means CUDA {cuda_from_tag(k)}: make them agree"
+                f"the key {k} means CUDA {cuda_from_tag(tag)}: make them agree"
         if k != "cpu" and v.cuda not in spec.cuda_toolkits:
             yield ("variants", k, "cuda"), f"CUDA {v.cuda} is not described under cuda_toolkits", \
                 f"known: {', '.join(spec.cuda_toolkits) or '(none: include shared/cuda.yaml)'}"

@@ -51,6 +51,12 @@ extensions:
     build: inplace
     nvcc: none
     peak_job_memory_gb: 1
+  - name: wext
+    module: wext
+    source: {{git: "https://github.com/example/wext.git", commit: 89abcdef0123456789abcdef0123456789abcdef}}
+    build: wheel
+    nvcc: none
+    peak_job_memory_gb: 1
 weights:
   urls:
     - {{name: model, url: "WURL", sha256: "WSHA", dest: "{{data}}/weights/model.bin"}}
@@ -70,6 +76,13 @@ if os.environ.get("CEXT_UPGRADE"):  # what a careless setup.py does: installs wh
                            os.environ["CEXT_UPGRADE"], "alpha==2.0"])
 setup(name="cext", version="0.1", ext_modules=[Extension("cext", ["cext.c"])])
 """
+# Like nvdiffrast 0.4: the package reads its own distribution metadata at import, so it must be
+# installed as a wheel (an in-place build + .pth would fail with PackageNotFoundError).
+WSETUP = """\
+from setuptools import Extension, setup
+setup(name="wext", version="0.3", packages=["wext"], ext_modules=[Extension("wext._c", ["wext/_c.c"])])
+"""
+WINIT = "import importlib.metadata\n__version__ = importlib.metadata.version('wext')\nfrom ._c import hello\n"
 CSRC = """\
 #include <Python.h>
 static PyObject *hello(PyObject *self, PyObject *args) { return PyUnicode_FromString("hello from C"); }
@@ -102,6 +115,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     src.mkdir()
     (src / "setup.py").write_text(SETUP)
     (src / "cext.c").write_text(CSRC)
+    wsrc = t / "wext-src"
+    (wsrc / "wext").mkdir(parents=True)
+    (wsrc / "setup.py").write_text(WSETUP)
+    (wsrc / "wext" / "__init__.py").write_text(WINIT)
+    (wsrc / "wext" / "_c.c").write_text(CSRC.replace("cext", "_c"))
     envs = t / "envs"
     (envs / "shared").mkdir(parents=True)
     (envs / "shared" / "cuda.yaml").write_text((ROOT / "envs" / "shared" / "cuda.yaml").read_text())
@@ -119,14 +137,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     code, out = run("seed", str(t / "bundle"), "--hf-home", str(t / "hf"), "--torch-home", str(t / "th"),
                     "--data-dir", str(t / "data"))
     assert code == 0, out
-    return {"t": t, "spec": spec, "src": src}
+    return {"t": t, "spec": spec, "src": src, "wsrc": wsrc}
 
 
 def apply_args(w: dict, *extra: str) -> list[str]:
     t = w["t"]
     return ["apply", str(w["spec"]), "--host", HOST, "--offline", "--venv", "--python", sys.executable,
             "--prefix", str(t / "env"), "--data-dir", str(t / "data"), "--lockdir", str(t / "lockfiles"),
-            "--source", f"cext={w['src']}", *extra]
+            "--source", f"cext={w['src']}", "--source", f"wext={w['wsrc']}", *extra]
 
 
 def test_apply_builds_the_env_offline_and_verify_is_green(world: dict) -> None:
@@ -137,6 +155,9 @@ def test_apply_builds_the_env_offline_and_verify_is_green(world: dict) -> None:
     r = subprocess.run([str(py), "-c", "import alpha, beta, cext; print(alpha.__version__, cext.hello())"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "1.0 hello from C", r.stderr
+    r = subprocess.run([str(py), "-c", "import wext; print(wext.__version__, wext.hello())"], capture_output=True, text=True)
+    assert r.stdout.strip() == "0.3 hello from C", r.stderr  # built as a wheel: its metadata is installed
+    assert "build --wheel --no-build-isolation" in (t / "env" / "share" / "provision" / "logs" / "build-wext.log").read_text()
     log = (t / "env" / "share" / "provision" / "logs" / "pip-install.log").read_text()
     assert "--require-hashes" in log and "--no-index" in log
     pth = next((t / "env" / "lib").rglob("provision-cext.pth")).read_text()

@@ -225,3 +225,29 @@ def test_committed_lockfiles_match_their_specs() -> None:
     code, out = run("lock", "--check")
     assert code == 0, out
     assert "fresh" in out
+
+
+def test_an_extension_built_no_deps_has_its_runtime_requirements_locked() -> None:
+    """Given TRELLIS's cu121-pypi (kaolin built from source, installed --no-deps), the lock takes
+    kaolin's install_requires and build requirements; cu121, which takes kaolin's wheel from its
+    find-links page, takes neither."""
+    from provision.lock import lock_inputs
+    from provision.specload import load_target
+
+    spec = load_target("trellis").spec
+    src = lock_inputs(spec, "cu121-pypi")
+    assert {"numpy<2.0", "warp-lang", "jupyter_client<8", "cython==0.29.37", "setuptools==81.0.0"} <= set(src.requirements)
+    assert not any(r.startswith("kaolin") for r in src.requirements) and "kaolin-torch240-cu121" not in src.sources.values()
+    wheel = lock_inputs(spec, "cu121")
+    assert "kaolin==0.17.0" in wheel.requirements and "warp-lang" not in wheel.requirements
+    assert wheel.sources["kaolin"] == "kaolin-torch240-cu121"
+
+
+def test_the_committed_trellis_lock_needs_pypi_alone() -> None:
+    lk = lockfile.read(Path(__file__).resolve().parent.parent / "lockfiles" / "trellis" / "cu121-pypi" / "conda-lock.yml")
+    pins = lockfile.pip_pins(lk)
+    v = {p.name: p.version for p in pins}
+    assert v["torch"] == "2.4.0" and v["numpy"].startswith("1.") and v["setuptools"] == "81.0.0"
+    files = [p for p in pins if p.git is None]
+    assert files and all(p.url.startswith("https://files.pythonhosted.org/") and p.sha256 for p in files)
+    assert [p.name for p in pins if p.git] == ["utils3d"]

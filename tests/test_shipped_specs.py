@@ -62,6 +62,16 @@ UPSTREAM = [
     ("trellis", lambda s: s.pip.indexes["kaolin-torch240-cu121"].url.endswith("torch-2.4.0_cu121.html")),
     ("trellis", lambda s: next(e for e in s.extensions if e.name == "diff-gaussian-rasterization").source.subdirectory
      == "submodules/diff-gaussian-rasterization"),
+    # kaolin from source for cu121-pypi: the v0.17.0 tag, its setup.py's install_requires, and the
+    # setuptools that still has pkg_resources (which that setup.py imports)
+    ("trellis", lambda s: next(e for e in s.extensions if e.name == "kaolin").source.commit.startswith("ba9824e3")),
+    ("trellis", lambda s: next(e for e in s.extensions if e.name == "kaolin").variants == ["cu121-pypi"]),
+    ("trellis", lambda s: {(p.name, p.version) for p in next(e for e in s.extensions if e.name == "kaolin").build_requires}
+     == {("cython", "0.29.37"), ("setuptools", "81.0.0")}),
+    ("trellis", lambda s: ("numpy", "<2.0") in {(p.name, p.version) for p in next(
+        e for e in s.extensions if e.name == "kaolin").requires}),
+    ("trellis", lambda s: [p.name for p in s.variants["cu121-pypi"].packages]
+     == [p.name for p in s.variants["cu121"].packages if p.name != "kaolin"]),
     ("trellis", lambda s: s.env["ATTN_BACKEND"].choices == ["xformers", "flash_attn", "sdpa", "naive"]),
     ("trellis", lambda s: s.env["SPCONV_ALGO"].choices == ["auto", "implicit_gemm", "native"]),
     ("trellis", lambda s: s.weights.torch_hub[0].entrypoints == ["dinov2_vitl14_reg"]),

@@ -38,6 +38,8 @@ CASES = [
     ("unknown-variant-ref", "    smoke: \"import tinyext\"", "    smoke: \"import tinyext\"\n    variants: [cu999]  # <-",
      "extensions[0].variants[0]", "unknown variant"),
     ("variant-key-not-cuda", "  cu121:", "  gpu121:  # <-", "variants.gpu121", "not a CUDA build tag"),
+    ("variant-key-suffix-keeps-the-tag", "  cu121:\n    cuda: \"12.1\"", "  cu124-pypi:\n    cuda: \"12.1\"  # <-", "variants.cu124-pypi.cuda",
+     "the key cu124-pypi means CUDA 12.4"),
     ("variant-cuda-mismatch", "    cuda: \"12.1\"", "    cuda: \"12.4\"  # <-", "variants.cu121.cuda", "variant cu121 says cuda"),
     ("variant-without-torch", "    packages:\n      - {name: torch, version: \"2.4.0\"}",
      "    packages:  # <-\n      - {name: numpyx, version: \"2.4.0\"}",

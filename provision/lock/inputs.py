@@ -96,14 +96,14 @@ def lock_inputs(spec: TargetSpec, variant: str, platform: str = "linux-64") -> L
     for g in git:
         reqs += g.requires + g.build_requires
     for e in spec.extensions_for(variant):
-        reqs += [_requirement(b) for b in e.build_requires]
+        reqs += [_requirement(b) for b in [*e.build_requires, *e.requires]]
     # Builds run without isolation, so what setup.py needs must already be in the env.
     reqs += ["setuptools>=70.1"]  # builds wheels itself (bdist_wheel): the `wheel` package is not needed
     reqs = sorted(dict.fromkeys(reqs), key=str.lower)
 
     sources = {p.key: p.index for p in pkgs.values() if p.git is None and p.index != "pypi"}
     for e in spec.extensions_for(variant):
-        sources.update({b.key: b.index for b in e.build_requires if b.index != "pypi"})
+        sources.update({b.key: b.index for b in [*e.build_requires, *e.requires] if b.index != "pypi"})
     used = sorted(set(sources.values()))
     indexes = [IndexRef(n, spec.pip.indexes[n].url, spec.pip.indexes[n].kind) for n in used]
 
