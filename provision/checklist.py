@@ -55,7 +55,8 @@ def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -
             checks.append(_check(f"binary-{e.name}", "binary-arch", f"{e.name} carries SASS or PTX for the GPU",
                                  f"rebuild {e.name} with TORCH_CUDA_ARCH_LIST={plan.torch_cuda_arch_list}: "
                                  f"provision apply {spec.name} --from-step build-{e.name}",
-                                 module=e.module, expect=list(plan.arch_list)))
+                                 module=e.module, expect=list(plan.arch_list),
+                                 **({"dist": e.name} if e.build == "wheel" else {})))
         if e.build == "inplace":
             checks.append(_check(f"shim-{e.name}", "pth-shim", f"the .pth shim of {e.name} points into the env",
                                  f"rebuild {e.name} in place under the env (never /tmp)",

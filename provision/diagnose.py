@@ -39,6 +39,14 @@ RULES = [
     _rule(r"Could not find a version that satisfies the requirement kaolin|kaolin-0\.1\b|kaolin 0\.1\b",
           "PyPI's `kaolin` is a placeholder: the real wheels are on NVIDIA's find-links pages",
           "install kaolin from the torch/CUDA page of the variant (the spec's kaolin index)"),
+    _rule(r'no suitable conversion function from "const at::DeprecatedTypeProperties" to "c10::ScalarType"',
+          "the extension's source is older than this torch: it dispatches on `tensor.type()`, which newer torch "
+          "no longer converts to a ScalarType (seen building kaolin 0.17.0 against torch 2.11 on the H100)",
+          "build it against the variant's torch (kaolin 0.17.0 supports torch <= 2.5.1), or pin a release of the "
+          "extension made for this torch"),
+    _rule(r"No module named '?pkg_resources'?",
+          "setup.py imports pkg_resources, which setuptools removed in 82.0.0",
+          "pin setuptools 81.0.0 in the extension's build_requires (as envs/trellis.yaml does for kaolin)"),
     _rule(r"(^|\s)Killed(\s|$)|signal 9|exit status 137|returned non-zero exit status 137|-9\b.*Killed",
           "the build was killed for memory: too many parallel compile jobs for this RAM",
           "lower MAX_JOBS (provision plan sizes it from RAM and swap), and on WSL2 raise memory/swap "

@@ -97,3 +97,7 @@ class Unreachable(LockError):
     """An index or channel the lock needs cannot be reached from this machine."""
 
     exit_code = 3
+
+    def __init__(self, message: str, hint: str | None = None, index: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.index = index  # the spec's name of the index, when it is one of the spec's

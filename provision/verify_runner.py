@@ -10,6 +10,7 @@ the fix and the explanation. Nothing here writes anything.
 
 import glob
 import importlib
+import importlib.metadata
 import json
 import os
 import re
@@ -133,7 +134,9 @@ def c_import(c):
     return "ok", "import %s" % c["module"]
 
 
-def _module_files(module):
+def _module_files(module, dist=None):
+    """The .so files of an extension: under its package, and every one its installed
+    distribution lists (nvdiffrast's binary is a top-level `_nvdiffrast_c`, outside its package)."""
     mod = importlib.import_module(module.split(".")[0])
     paths = list(getattr(mod, "__path__", [])) or [os.path.dirname(getattr(mod, "__file__", "") or "")]
     sos = []
@@ -142,13 +145,19 @@ def _module_files(module):
     f = getattr(mod, "__file__", "") or ""
     if f.endswith(".so"):
         sos.append(f)
-    return sorted(set(sos))
+    if dist:
+        try:
+            files = importlib.metadata.distribution(dist).files or []
+        except importlib.metadata.PackageNotFoundError:
+            files = []
+        sos += [str(f.locate()) for f in files if f.name.endswith(".so") or ".so." in f.name]
+    return sorted(set(os.path.realpath(s) for s in sos))
 
 
 def c_binary_arch(c):
     """Which SASS / PTX the extension's .so files carry (cuobjdump), against the GPU."""
     try:
-        sos = _module_files(c["module"])
+        sos = _module_files(c["module"], c.get("dist"))
     except BaseException as e:
         return "fail", "cannot import %s to find its binaries: %s" % (c["module"], e)
     if not sos:

@@ -19,6 +19,11 @@ CASES = [
      "foo 1.0 depends on torch>=2.5", "override"),
     ("Successfully installed kaolin-0.1\nImportError: cannot import name 'check_tensor' from 'kaolin.utils.testing'",
      "placeholder", "kaolin index"),
+    # kaolin v0.17.0 built against torch 2.11 on the H100 (benchmarks/device/apply_nvdr_h100.sh, KAOLIN=1)
+    ('/tmp/kaolin-b/kaolin/csrc/ops/spc/query_cuda.cu(86): error: no suitable conversion function from '
+     '"const at::DeprecatedTypeProperties" to "c10::ScalarType" exists', "older than this torch", "variant's torch"),
+    ("  File \"setup.py\", line 11, in <module>\n    from pkg_resources import parse_version\n"
+     "ModuleNotFoundError: No module named 'pkg_resources'", "removed in 82.0.0", "setuptools 81.0.0"),
     ("[12/40] /usr/local/cuda/bin/nvcc ... forward.cu\nKilled\nninja: build stopped: subcommand failed.",
      "killed for memory", "MAX_JOBS"),
 ]

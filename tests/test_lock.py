@@ -195,6 +195,30 @@ def test_an_unreachable_index_is_named_and_nothing_is_written(tmp_path: Path, re
     assert not (tmp_path / "lockfiles" / "toy").exists()
 
 
+PYPI_VARIANT = """variants:
+  cu128-pypi:
+    cuda: "12.8"
+    description: gamma left out
+    packages: [{name: torch, version: "2.8.0"}]
+    host: {min_compute_capability: "7.0", max_compute_capability: "12.0"}
+"""
+
+
+def test_an_unreachable_index_points_to_a_variant_of_the_same_cuda_without_it(tmp_path: Path, repos: dict) -> None:
+    """Like TRELLIS: cu121 takes kaolin from NVIDIA's page, cu121-pypi builds it from source."""
+    spec = write_spec(tmp_path / "envs", repos)
+    text = spec.read_text().replace(f"{repos['pip']}/flat.html", "http://127.0.0.1:9/flat.html")
+    gamma = '    - {name: gamma, version: "0.5", index: flat}\n'
+    torch = '      - {name: torch, version: "2.8.0"}\n'
+    text = text.replace(gamma, "").replace(torch, torch + "  " + gamma).replace("variants:\n", PYPI_VARIANT)
+    spec.write_text(text)
+    code, out = lock(tmp_path, repos, "--variant", "cu128", spec=spec)
+    assert code == 3 and "needed by gamma" in out, out
+    assert "or lock variant cu128-pypi, the same CUDA build without that index: provision lock toy --variant cu128-pypi" in out
+    code, out = lock(tmp_path, repos, "--variant", "cu128-pypi", spec=spec)
+    assert code == 0, out
+
+
 def test_a_snapshot_without_the_cuda_toolkit_locks_only_with_no_cuda_toolkit(tmp_path: Path, repos: dict) -> None:
     """A snapshot holds real records with base_url; the lock carries the real URLs."""
     import json

@@ -200,3 +200,26 @@ def test_preflight_checks_the_host_and_the_bundle_before_installing(tmp_path: Pa
     rows = {r["name"]: r for r in json.loads(out)["preflight"]}
     assert rows["bundle"]["status"] == "fail" and "provision mirror triposr" in rows["bundle"]["fix"]
     assert rows["gpu"]["status"] == "ok" and code == 2
+
+
+def test_the_binary_check_finds_a_wheels_library_outside_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nvdiffrast 0.4 installs its kernels as a top-level `_nvdiffrast_c*.so`, beside the
+    `nvdiffrast` package (found on the H100: the check said "no .so file found"). The check reads
+    the distribution's file list, so cuobjdump sees that library."""
+    import zipfile
+
+    from provision import verify_runner
+
+    site = tmp_path / "site"
+    w = wheel(tmp_path / "wh", "nvdlike", "0.4.0", extra_files={"_nvdlike_c.cpython-312-x86_64-linux-gnu.so": "ELF"})
+    zipfile.ZipFile(w).extractall(site)
+    fake = tmp_path / "cuobjdump"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --list-elf ] && echo \"ELF file    1: $(basename $2).1.sm_90.cubin\"\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PROVISION_CUOBJDUMP", str(fake))
+    monkeypatch.setattr(verify_runner, "HAS_GPU", False)
+    check = {"module": "nvdlike", "expect": ["9.0"]}
+    assert verify_runner.c_binary_arch(check)[:2] == ("warn", "no .so file found for nvdlike")
+    status, detail, found = verify_runner.c_binary_arch(check | {"dist": "nvdlike"})
+    assert status == "ok" and detail == "SASS sm_90, PTX none in 1 file(s)" and found["sass"] == ["90"]

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import Unreachable, UsageError
 from ..fsutil import atomic_write_text
 from ..render import render
 from ..settings import display_path
@@ -87,7 +87,13 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
     cutoff = None if when == "none" else _parse_when(when)
     conda = conda_half.solve(inputs, opts.channel_snapshot, cutoff, with_cuda=opts.cuda_toolkit)
     py = next((r.version for r in conda if r.name == "python"), inputs.python)
-    pip = pip_half.resolve(inputs, py, opts.default_index, cutoff)
+    try:
+        pip = pip_half.resolve(inputs, py, opts.default_index, cutoff)
+    except Unreachable as e:
+        alt = _same_cuda_without(loaded, variant, e.index, opts.platform)
+        if alt and e.hint:
+            e.hint += f"; or lock variant {alt}, the same CUDA build without that index: provision lock {loaded.name} --variant {alt}"
+        raise
     conda_from = "snapshot" if opts.channel_snapshot else "live"
     cuda = (f"locked: {' '.join(inputs.cuda_specs)}" if opts.cuda_toolkit else
             "not locked (--no-cuda-toolkit): apply can build only with a system nvcc the plan accepts")
@@ -112,6 +118,17 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
         cats[f"conda:{r.category}"] = cats.get(f"conda:{r.category}", 0) + 1
     return LockResult(loaded.name, variant, path, written, len(conda), len(pip) - len(inputs.git),
                       len(inputs.git), time.perf_counter() - t0, when, cats)
+
+
+def _same_cuda_without(loaded: LoadedSpec, variant: str, index: str | None, platform: str) -> str | None:
+    """Another variant of the same CUDA build that does not need `index` (kaolin's page -> cu121-pypi)."""
+    if index is None:
+        return None
+    cuda = loaded.spec.variants[variant].cuda
+    for k, v in loaded.spec.variants.items():
+        if k != variant and v.cuda == cuda and index not in lock_inputs(loaded.spec, k, platform).sources.values():
+            return k
+    return None
 
 
 def _source_name(loaded: LoadedSpec) -> str:

@@ -162,6 +162,7 @@ def _diagnose(stderr: str, inputs: LockInputs, default_index: str) -> LockError:
             return Unreachable(
                 f"cannot reach index {ix.name!r} ({ix.url}), needed by {users}",
                 hint=f"lock {inputs.target}/{inputs.variant} on a machine that reaches it; nothing was written",
+                index=ix.name,
             )
         return Unreachable(f"cannot reach the package index ({urls[0] if urls else default_index}):\n{text}",
                            hint="check the network and proxy variables; nothing was written")
