@@ -409,10 +409,9 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
         build_env = {"TORCH_CUDA_ARCH_LIST": arch_list, "MAX_JOBS": str(ep.max_jobs)}
         # the env's bin first, as when it is activated: torch runs `ninja` from PATH, and without
         # it compiles the sources one by one, whatever MAX_JOBS says
-        build_env["PATH"] = f"{prefix}/bin:$PATH"
         if nvcc.cuda_home:
             build_env["CUDA_HOME"] = nvcc.cuda_home
-            build_env["PATH"] = f"{prefix}/bin:{nvcc.cuda_home}/bin:$PATH"
+        build_env["PATH"] = ":".join([f"{prefix}/bin", *([f"{nvcc.cuda_home}/bin"] if nvcc.cuda_home else []), "$PATH"])
         build_env.update({k: fill(v, subst) for k, v in e.env.items()})
         src = source_dir(spec, e, data)
         if e.build == "wheel":

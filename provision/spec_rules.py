@@ -116,7 +116,7 @@ def _variants(spec: TargetSpec) -> Iterator[Finding]:
         if tag != "cpu" and cuda_from_tag(tag) != Dotted(v.cuda):
             yield ("variants", k, "cuda"), f"variant {k} says cuda {v.cuda!r}", \
                 f"the key {k} means CUDA {cuda_from_tag(tag)}: make them agree"
-        if k != "cpu" and v.cuda not in spec.cuda_toolkits:
+        if tag != "cpu" and v.cuda not in spec.cuda_toolkits:
             yield ("variants", k, "cuda"), f"CUDA {v.cuda} is not described under cuda_toolkits", \
                 f"known: {', '.join(spec.cuda_toolkits) or '(none: include shared/cuda.yaml)'}"
         keys = [p.key for p in v.packages]

@@ -286,3 +286,24 @@ def test_another_machine_fed_by_a_bundle_with_the_builds_compiles_nothing(world:
     assert code == 0, out
     log = (tmp_path / "env-b" / "share" / "provision" / "logs" / "build-cext.log").read_text()
     assert "from the cache" in log and "build_ext" not in log
+
+
+def test_a_cuda_build_without_ninja_is_warned_about(tmp_path: Path) -> None:
+    """torch's BuildExtension quietly compiles one file at a time without ninja: MAX_JOBS is then moot."""
+    from types import SimpleNamespace
+
+    from provision.apply import _warn_without_ninja
+
+    said: list[str] = []
+    ctx = SimpleNamespace(py=str(tmp_path / "env" / "bin" / "python"), echo=said.append)
+    log = tmp_path / "build.log"
+    env = {"PATH": f"{tmp_path}/env/bin", "MAX_JOBS": "6"}
+    _warn_without_ninja(ctx, SimpleNamespace(name="dgr", nvcc="build"), env, log)
+    assert said and "no `ninja`" in said[0] and "MAX_JOBS=6 has no effect" in said[0] and said[0] in log.read_text()
+    ninja = tmp_path / "env" / "bin" / "ninja"
+    ninja.parent.mkdir(parents=True)
+    ninja.write_text("#!/bin/sh\n")
+    ninja.chmod(0o755)
+    said.clear()
+    _warn_without_ninja(ctx, SimpleNamespace(name="dgr", nvcc="build"), env, log)
+    assert said == []
