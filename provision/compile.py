@@ -13,12 +13,12 @@ import json
 import shlex
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .artifacts import Artifact, lock_artifacts, spec_artifacts
 from .checklist import compile_checklist
-from .errors import LockError, UsageError
+from .errors import LockError, ProvisionError, UsageError
 from .host import HostFacts
 from .lock import lockfile
 from .lock.inputs import lock_inputs
@@ -67,6 +67,21 @@ def mirror_files(target: str, variant: str, arts: list[Artifact]) -> dict[str, s
     return out
 
 
+def _locked_variants_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> list[str]:
+    """Variants with a current lockfile that the plan accepts for this host (no blockers)."""
+    out = []
+    for k in loaded.spec.variants:
+        path = lockfile.lockfile_path(opts.lockdir, loaded.name, k)
+        if not path.is_file() or not lockfile.check(path, lock_inputs(loaded.spec, k)).fresh:
+            continue
+        try:
+            if not make_plan(loaded, host, replace(opts.plan, variant=k)).blockers:
+                out.append(k)
+        except ProvisionError:  # this variant cannot run here at all
+            continue
+    return out
+
+
 def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> tuple[Plan, dict[str, str]]:
     spec = loaded.spec
     plan = make_plan(loaded, host, opts.plan)
@@ -81,8 +96,12 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
             raise LockError(f"{lock_path} is stale for {spec.name}/{v}: the spec's pins changed since it was made",
                             hint=f"provision lock {spec.name} --variant {v}")
     elif opts.require_lock:
+        hint = f"provision lock {spec.name} --variant {v}, or compile everything else with --no-lock"
+        locked = [] if opts.plan.variant else _locked_variants_for(loaded, host, opts)
+        if locked:
+            hint += f"; or take a variant that is locked and fits this host: --variant {' / '.join(locked)}"
         raise LockError(f"no lockfile for {spec.name}/{v} (the variant the plan chose for this host): {lock_path}",
-                        hint=f"provision lock {spec.name} --variant {v}, or compile everything else with --no-lock")
+                        hint=hint)
     else:
         no_lock_reason = f"{lock_path} does not exist; make it with `provision lock {spec.name} --variant {v}`"
 

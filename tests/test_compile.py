@@ -79,6 +79,27 @@ def test_trellis2_on_the_a6000_needs_a_lock_that_cannot_be_made_here(tmp_path: P
     assert "flash_attn-2.7.3.tar.gz" in (c / "mirror" / "SHA256SUMS").read_text()
 
 
+def test_trellis_on_the_a6000_is_pointed_to_its_locked_variant_and_compiles_with_it(tmp_path: Path) -> None:
+    """The plan picks cu118 (upstream's default, kaolin from NVIDIA's page: not lockable here); the
+    error names the variant that is locked and fits, and that variant compiles in full, twice the same."""
+    code, out = compile_(tmp_path / "c", "trellis", HOST_A6000)
+    assert code == 2 and "no lockfile for trellis/cu118" in out
+    assert "a variant that is locked and fits this host: --variant cu121-pypi" in out
+    for d in ("c", "d"):
+        code, out = compile_(tmp_path / d, "trellis", HOST_A6000, "--variant", "cu121-pypi")
+        assert code == 0, out
+    c = tmp_path / "c"
+    assert (c / "conda-lock.yml").read_bytes() == (tmp_path / "d" / "conda-lock.yml").read_bytes()
+    assert all((c / f).read_bytes() == (tmp_path / "d" / f).read_bytes()
+               for f in (c / "FILES.sha256").read_text().split()[1::2])
+    req = (c / "requirements.txt").read_text()
+    assert "torch @ https://files.pythonhosted.org/" in req
+    assert not any(line.startswith("kaolin") for line in req.splitlines())  # built from source, not a wheel
+    plan = json.loads((c / "plan.json").read_text())
+    assert plan["variant"] == "cu121-pypi" and "kaolin" in [e["name"] for e in plan["extensions"]]
+    assert "kaolin" in (c / "mirror" / "SHA256SUMS").read_text() or "kaolin" in (c / "mirror" / "artifacts.json").read_text()
+
+
 def test_compile_never_overwrites_a_directory_it_did_not_write(tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
