@@ -388,6 +388,10 @@ def do_build(ctx: Ctx, step: Step, log: Path) -> None:
         else:
             wheels = ctx.data / "wheels" / name
             shutil.rmtree(wheels, ignore_errors=True)
+            # a cold build starts clean: a build/ left by an earlier try keeps its CMakeCache (the
+            # compiler it found then) and objects made with other flags
+            if src.is_dir():
+                shutil.rmtree(src / "build", ignore_errors=True)
             # uv runs the build backend once (pip wheel runs setup.py twice: metadata, then the
             # build, each importing torch); no isolation, so the env's torch is what it builds on
             from .lock.pip import uv_bin

@@ -47,6 +47,14 @@ RULES = [
     _rule(r"No module named '?pkg_resources'?",
           "setup.py imports pkg_resources, which setuptools removed in 82.0.0",
           "pin setuptools 81.0.0 in the extension's build_requires (as envs/trellis.yaml does for kaolin)"),
+    _rule(r"could not run lto-wrapper|lto-wrapper: (fatal error|not found)",
+          "the C++ compiler cannot run its link-time optimizer (lto-wrapper is missing: an incomplete gcc install); "
+          "CMake projects that ask for INTERPROCEDURAL_OPTIMIZATION (torchmcubes) link with -flto",
+          "point the build at a complete gcc: export CXX=/usr/bin/g++ CC=/usr/bin/gcc (`$CXX -print-prog-name=lto-wrapper` "
+          "must print a path), then provision apply --from-step build-<extension>"),
+    _rule(r"No module named '?scikit_build_core'?|CMakeNotFoundError|Could not find CMake",
+          "the build needs scikit-build-core / cmake / ninja in the env (builds run without isolation)",
+          "they are the extension's build_requires in the spec: provision apply --from-step pip-install installs them"),
     _rule(r"(^|\s)Killed(\s|$)|signal 9|exit status 137|returned non-zero exit status 137|-9\b.*Killed",
           "the build was killed for memory: too many parallel compile jobs for this RAM",
           "lower MAX_JOBS (provision plan sizes it from RAM and swap), and on WSL2 raise memory/swap "

@@ -406,7 +406,10 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
                       command=f"{py} -m pip list > {constraints} (as name==version); check torch is {torch}; "
                               "after every build, check nothing pinned moved"))
     for e, ep in zip(exts, ext_plans):
-        build_env = {"TORCH_CUDA_ARCH_LIST": arch_list, "MAX_JOBS": str(ep.max_jobs)}
+        # MAX_JOBS is torch's (setup.py builds); CMake builds (scikit-build-core: torchmcubes) read
+        # CMAKE_BUILD_PARALLEL_LEVEL instead, and without it ninja runs one job per core
+        build_env = {"TORCH_CUDA_ARCH_LIST": arch_list, "MAX_JOBS": str(ep.max_jobs),
+                     "CMAKE_BUILD_PARALLEL_LEVEL": str(ep.max_jobs)}
         # the env's bin first, as when it is activated: torch runs `ninja` from PATH, and without
         # it compiles the sources one by one, whatever MAX_JOBS says
         if nvcc.cuda_home:

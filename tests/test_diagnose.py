@@ -24,6 +24,12 @@ CASES = [
      '"const at::DeprecatedTypeProperties" to "c10::ScalarType" exists', "older than this torch", "variant's torch"),
     ("  File \"setup.py\", line 11, in <module>\n    from pkg_resources import parse_version\n"
      "ModuleNotFoundError: No module named 'pkg_resources'", "removed in 82.0.0", "setuptools 81.0.0"),
+    # torchmcubes through apply on the H100 with the machine's /opt/gcc (no lto-wrapper)
+    ("[6/6] : && /opt/gcc/bin/g++ -fPIC -O3 -DNDEBUG -flto=auto -fno-fat-lto-objects -shared -o cxx/torchmcubes_module.so\n"
+     "/usr/bin/ld: error: could not run lto-wrapper\ncollect2: error: ld returned 1 exit status", "lto-wrapper", "CXX=/usr/bin/g++"),
+    # field note 004, problem 2
+    ("ModuleNotFoundError: No module named 'scikit_build_core'", "scikit-build-core", "build_requires"),
+    ("CMakeNotFoundError: Could not find CMake", "cmake", "pip-install"),
     ("[12/40] /usr/local/cuda/bin/nvcc ... forward.cu\nKilled\nninja: build stopped: subcommand failed.",
      "killed for memory", "MAX_JOBS"),
 ]

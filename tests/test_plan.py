@@ -155,6 +155,14 @@ def test_max_jobs_follows_memory_and_warns_when_one_job_does_not_fit() -> None:
     assert oom and "provision wslconfig" in oom[0].fix and "wsl --shutdown" in oom[0].fix
 
 
+def test_the_job_limit_reaches_cmake_builds_too() -> None:
+    """torchmcubes builds with scikit-build-core (CMake + ninja), which ignores MAX_JOBS: without
+    CMAKE_BUILD_PARALLEL_LEVEL ninja starts one job per core, and a 16 GB WSL VM is OOM-killed."""
+    p = plan("triposr", "rtx5070ti-wsl2")
+    step = next(s for s in p.steps if s.id == "build-torchmcubes")
+    assert step.env["CMAKE_BUILD_PARALLEL_LEVEL"] == step.env["MAX_JOBS"] == str(p.extensions[0].max_jobs)
+
+
 def test_proxy_without_no_proxy_and_busy_port_are_warnings_with_fixes() -> None:
     p = plan("trellis", "rtx3090-wsl2-16g")
     text = " ".join(w.what + " " + w.fix for w in p.warnings)
