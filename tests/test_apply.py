@@ -307,3 +307,14 @@ def test_a_cuda_build_without_ninja_is_warned_about(tmp_path: Path) -> None:
     said.clear()
     _warn_without_ninja(ctx, SimpleNamespace(name="dgr", nvcc="build"), env, log)
     assert said == []
+
+
+def test_a_cold_build_does_not_reuse_a_build_dir_left_by_an_earlier_try(world: dict) -> None:
+    """On the H100 a failed torchmcubes build left build/CMakeCache.txt naming the compiler of that
+    try; the retry with another CXX reused it. A cold build now starts without build/."""
+    stale = world["t"] / "data" / "src" / "wext" / "build" / "CMakeCache.txt"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("CMAKE_CXX_COMPILER:FILEPATH=/opt/gcc/bin/g++\n")
+    code, out = run(*apply_args(world, "--from-step", "build-wext", "--no-cache"))
+    assert code == 0, out
+    assert not stale.exists()
