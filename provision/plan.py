@@ -414,7 +414,8 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
         # it compiles the sources one by one, whatever MAX_JOBS says
         if nvcc.cuda_home:
             build_env["CUDA_HOME"] = nvcc.cuda_home
-        build_env["PATH"] = ":".join([f"{prefix}/bin", *([f"{nvcc.cuda_home}/bin"] if nvcc.cuda_home else []), "$PATH"])
+        dirs = [f"{prefix}/bin", *([f"{nvcc.cuda_home}/bin"] if nvcc.cuda_home else []), "$PATH"]
+        build_env["PATH"] = ":".join(dict.fromkeys(dirs))  # conda's nvcc lives in the env's own bin
         build_env.update({k: fill(v, subst) for k, v in e.env.items()})
         src = source_dir(spec, e, data)
         if e.build == "wheel":

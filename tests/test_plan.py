@@ -163,6 +163,12 @@ def test_the_job_limit_reaches_cmake_builds_too() -> None:
     assert step.env["CMAKE_BUILD_PARALLEL_LEVEL"] == step.env["MAX_JOBS"] == str(p.extensions[0].max_jobs)
 
 
+def test_the_build_path_puts_the_env_first_once_even_when_nvcc_comes_from_conda() -> None:
+    p = plan("trellis2", "a6000-linux-535")  # system nvcc 11.5 cannot build for torch's CUDA 12.1: conda's
+    step = next(s for s in p.steps if s.id == "build-nvdiffrast")
+    assert step.env["CUDA_HOME"] == p.prefix and step.env["PATH"] == f"{p.prefix}/bin:$PATH"
+
+
 def test_proxy_without_no_proxy_and_busy_port_are_warnings_with_fixes() -> None:
     p = plan("trellis", "rtx3090-wsl2-16g")
     text = " ".join(w.what + " " + w.fix for w in p.warnings)
