@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -51,6 +52,7 @@ class ApplyOptions:
     sources: dict[str, Path] = field(default_factory=dict)  # NAME -> a local checkout to use
     existing: bool = False  # use the environment already at --prefix (no env creation, no pip install)
     cache: bool = True  # reuse extension builds from DATA/cache/ext
+    progress: bool = False  # a live status line under a running step (the CLI sets it on a terminal)
 
 
 @dataclass
@@ -103,8 +105,10 @@ def run_logged(ctx: Ctx, argv: list[str] | str, log: Path, env: dict[str, str] |
     with open(log, "a") as f:
         f.write(f"$ {argv if isinstance(argv, str) else shlex.join(argv)}\n")
         f.flush()
-        r = subprocess.run(argv, shell=isinstance(argv, str), stdout=f, stderr=subprocess.STDOUT, env=full_env,
-                           cwd=cwd, executable="/bin/bash" if isinstance(argv, str) else None)
+        p = subprocess.Popen(argv, shell=isinstance(argv, str), stdout=f, stderr=subprocess.STDOUT, env=full_env,
+                             cwd=cwd, executable="/bin/bash" if isinstance(argv, str) else None)
+        _wait_showing_progress(p, log, ctx.opts.progress)
+    r = p
     if r.returncode != 0:
         text = log.read_text(errors="replace")
         tail = "\n".join(text.splitlines()[-25:])
@@ -113,6 +117,40 @@ def run_logged(ctx: Ctx, argv: list[str] | str, log: Path, env: dict[str, str] |
         if d:
             msg += f"\n\ncause: {d.cause}"
         raise ApplyError(msg, hint=d.fix if d else f"see {log}")
+
+
+def status_line(elapsed: float, log_tail: str, width: int = 100) -> str:
+    """One line for a running command: elapsed time and the log's last line (ninja's [n/N] first)."""
+    last = next((line.strip() for line in reversed(log_tail.splitlines()) if line.strip()), "")
+    step = re.match(r"^\[(\d+/\d+)\]\s*(.*)", last)
+    if step:  # "[12/44] /usr/local/cuda/bin/nvcc ... -c x/forward.cu -o ..." -> "[12/44] forward.cu"
+        src = re.findall(r"[\w./-]+\.(?:cu|cpp|cc|c)\b", step.group(2))
+        last = f"[{step.group(1)}] {src[-1].rsplit('/', 1)[-1] if src else step.group(2)}"
+    return f"    {elapsed:5.0f} s  {last}"[:width]
+
+
+def _wait_showing_progress(p: subprocess.Popen, log: Path, show: bool) -> None:  # type: ignore[type-arg]
+    """Wait for `p`; on a terminal, keep one line up to date with its progress."""
+    if not show:
+        p.wait()
+        return
+    t0 = time.monotonic()
+    width = max(40, shutil.get_terminal_size((100, 20)).columns - 1)
+    while p.poll() is None:
+        try:
+            with open(log, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 4096))
+                tail = f.read().decode(errors="replace")
+        except OSError:
+            tail = ""
+        sys.stderr.write("\r\033[K" + status_line(time.monotonic() - t0, tail, width))
+        sys.stderr.flush()
+        try:
+            p.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+    sys.stderr.write("\r\033[K")
+    sys.stderr.flush()
 
 
 # --- the steps -----------------------------------------------------------------------------

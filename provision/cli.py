@@ -601,7 +601,7 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
         sources[name] = Path(d).resolve()
     opts = ApplyOptions(lockdir=lockdir or lockfiles_dir(), offline=offline, bundle=bundle, dry_run=dry_run,
                         from_step=from_step, venv=venv, python=python, sources=sources, existing=existing,
-                        cache=not no_cache)
+                        cache=not no_cache, progress=sys.stderr.isatty())
     raise typer.Exit(apply(loaded, host, plan_, opts, echo=typer.echo))
 
 

@@ -318,3 +318,13 @@ def test_a_cold_build_does_not_reuse_a_build_dir_left_by_an_earlier_try(world: d
     code, out = run(*apply_args(world, "--from-step", "build-wext", "--no-cache"))
     assert code == 0, out
     assert not stale.exists()
+
+
+def test_a_running_step_shows_its_time_and_ninjas_progress() -> None:
+    from provision.apply import status_line
+
+    log = ("$ uv build --wheel ...\n[11/44] /usr/local/cuda/bin/nvcc -gencode arch=compute_90,code=sm_90 "
+           "-c /src/kaolin/csrc/ops/spc/query_cuda.cu -o build/query_cuda.o\n")
+    assert status_line(42.3, log) == "       42 s  [11/44] query_cuda.cu"
+    assert status_line(3, "Building wheel for cext\n\n") == "        3 s  Building wheel for cext"
+    assert len(status_line(1, "x" * 500, width=60)) == 60
