@@ -6,24 +6,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 TPY=/opt/torch/.venv/bin/python
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>&1 | grep -v "already exists" | tail -2
-export PYTHONPATH=/tmp/site:$PWD
 UV=/tmp/site/bin/uv
-$TPY -m pip --version > /dev/null 2>&1 || $UV pip install -q --python $TPY --no-index .whl/pip-*.whl
-$TPY -c "import setuptools" 2>/dev/null || $UV pip install -q --python $TPY --no-index .whl/setuptools-*.whl
-$TPY -c "import numpy" 2>/dev/null || $UV pip install -q --python $TPY --no-index .whl/numpy-*.whl
-P="python3 -m provision"
-$P doctor --save "$OUT/host.json" > /dev/null 2>&1
-D=/tmp/pdata-nvdr
-A=(tests/fixtures/device/nvdr.yaml --existing --prefix /opt/torch/.venv --data-dir $D --host "$OUT/host.json"
-   --source "nvdiffrast=$PWD/.gpu-src/nvdiffrast")
-/usr/bin/time -f "apply1 wall %e s" $P apply "${A[@]}" > "$OUT/apply1.txt" 2>&1; echo "apply1 exit $?" >> "$OUT/apply1.txt"
-cp -r /opt/torch/.venv/share/provision/logs "$OUT/logs1"
-/usr/bin/time -f "apply2 wall %e s" $P apply "${A[@]}" --from-step build-nvdiffrast > "$OUT/apply2.txt" 2>&1; echo "apply2 exit $?" >> "$OUT/apply2.txt"
-cp /opt/torch/.venv/share/provision/state.json "$OUT/state2.json"
-$P verify tests/fixtures/device/nvdr.yaml --prefix /opt/torch/.venv --host "$OUT/host.json" --data-dir $D --report "$OUT/verify.md" > "$OUT/verify.txt" 2>&1
-echo "verify exit $?" >> "$OUT/verify.txt"
-cat "$OUT/apply1.txt" "$OUT/apply2.txt" "$OUT/verify.txt"
+FIXTURE=nvdr EXT=nvdiffrast SRC=.gpu-src/nvdiffrast WHEELS=".whl/numpy-*.whl" bash "$(dirname "$0")/apply_fixture_h100.sh"
 # kaolin v0.17.0 (TRELLIS cu121-pypi builds it from source) against this machine's torch 2.11 / CUDA 13:
 # does its build go through with the planned arch list, and in how long (a different torch than the
 # variant's 2.4.0: IGNORE_TORCH_VER=1; FORCE_CUDA=1 as in the spec)

@@ -7,24 +7,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 TPY=/opt/torch/.venv/bin/python
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl 2>&1 | grep -v "already exists" | tail -2
-export PYTHONPATH=/tmp/site:$PWD
 UV=/tmp/site/bin/uv
-$TPY -m pip --version > /dev/null 2>&1 || $UV pip install -q --python $TPY --no-index .whl/pip-*.whl
-$TPY -c "import setuptools" 2>/dev/null || $UV pip install -q --python $TPY --no-index .whl/setuptools-*.whl
-$UV pip install -q --python $TPY --no-index .whl-tmc/*.whl  # scikit-build-core, cmake, pybind11 (the spec's build_requires)
-P="python3 -m provision"
-$P doctor --save "$OUT/host.json" > /dev/null 2>&1
-D=/tmp/pdata-tmc
-A=(tests/fixtures/device/tmc.yaml --existing --prefix /opt/torch/.venv --data-dir $D --host "$OUT/host.json"
-   --source "torchmcubes=$PWD/.gpu-src/tmc")
-/usr/bin/time -f "apply1 wall %e s" $P apply "${A[@]}" > "$OUT/apply1.txt" 2>&1; echo "apply1 exit $?" >> "$OUT/apply1.txt"
-cp -r /opt/torch/.venv/share/provision/logs "$OUT/logs1"
-/usr/bin/time -f "apply2 wall %e s" $P apply "${A[@]}" --from-step build-torchmcubes > "$OUT/apply2.txt" 2>&1; echo "apply2 exit $?" >> "$OUT/apply2.txt"
-cp /opt/torch/.venv/share/provision/state.json "$OUT/state2.json"
-$P verify tests/fixtures/device/tmc.yaml --prefix /opt/torch/.venv --host "$OUT/host.json" --data-dir $D --report "$OUT/verify.md" > "$OUT/verify.txt" 2>&1
-echo "verify exit $?" >> "$OUT/verify.txt"
-cat "$OUT/apply1.txt" "$OUT/apply2.txt" "$OUT/verify.txt"
+FIXTURE=tmc EXT=torchmcubes SRC=.gpu-src/tmc WHEELS=".whl-tmc/*.whl" bash "$(dirname "$0")/apply_fixture_h100.sh"
 grep -E "CMAKE_BUILD_PARALLEL_LEVEL|TORCH_CUDA_ARCH_LIST|gencode|arch=" "$OUT/logs1/build-torchmcubes.log" | head -5 > "$OUT/flags.txt"
 for so in $(find /opt/torch/.venv/lib -name "torchmcubes_module*.so"); do echo "$so: $(/usr/local/cuda/bin/cuobjdump --list-elf $so | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')" >> "$OUT/flags.txt"; done
 # the same build without TORCH_CUDA_ARCH_LIST: which SASS does it carry? (field note 004: no sm_120 by default)
