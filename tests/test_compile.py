@@ -97,6 +97,9 @@ def test_trellis_on_the_a6000_is_pointed_to_its_locked_variant_and_compiles_with
     assert not any(line.startswith("kaolin") for line in req.splitlines())  # built from source, not a wheel
     plan = json.loads((c / "plan.json").read_text())
     assert plan["variant"] == "cu121-pypi" and "kaolin" in [e["name"] for e in plan["extensions"]]
+    checks = {ch["id"]: ch for ch in json.loads((c / "checklist.json").read_text())["checks"]}
+    assert checks["binary-kaolin"]["dist"] == "kaolin"  # its binaries are found through its installed files
+    assert checks["binary-kaolin"]["expect"] == ["8.6"] and "dist" not in checks.get("shim-kaolin", {})
     assert "kaolin" in (c / "mirror" / "SHA256SUMS").read_text() or "kaolin" in (c / "mirror" / "artifacts.json").read_text()
 
 
