@@ -65,7 +65,10 @@ def _toolchain_checks(host: HostFacts) -> list[Check]:
     else:
         out.append(Check("nvcc", WARN, "no nvcc found on PATH, CUDA_HOME or /usr/local/cuda*",
                          "nothing to do: `provision plan` adds conda's cuda-nvcc of the right version to the env"))
-    if host.cxx:
+    if host.cxx and host.cxx.lto is False:
+        out.append(Check("c++", WARN, f"{host.cxx.name} {host.cxx.version} at {host.cxx.path}, without lto-wrapper",
+                         "builds that link with LTO fail ('could not run lto-wrapper'): export CXX=/usr/bin/g++ CC=/usr/bin/gcc"))
+    elif host.cxx:
         out.append(Check("c++", OK, f"{host.cxx.name} {host.cxx.version} at {host.cxx.path}"))
     else:
         out.append(Check("c++", FAIL, "no C++ compiler found (extensions cannot be built)",

@@ -39,6 +39,7 @@ class Compiler(_Model):
     path: str
     name: str  # gcc, clang
     version: str  # "11.4.0"
+    lto: bool | None = None  # gcc finds its lto-wrapper (builds that link with -flto need it); None: not asked
 
 
 class HostFacts(_Model):

@@ -369,6 +369,11 @@ def host_warnings(spec: TargetSpec, host: HostFacts, nvcc: NvccPlan) -> list[Fin
     if host.ram_gb + host.swap_gb >= spec.resources.ram_gb and host.ram_gb < spec.resources.ram_gb:
         out.append(Finding(what=f"{host.ram_gb:g} GB RAM < {spec.resources.ram_gb:g} GB: the app will lean on swap",
                            fix="add memory" + (" (.wslconfig `memory`)" if host.wsl else "")))
+    if spec.extensions and host.cxx and host.cxx.lto is False:
+        out.append(Finding(what=f"{host.cxx.path} has no lto-wrapper (an incomplete gcc): a build that links with LTO "
+                                "(torchmcubes: CMake INTERPROCEDURAL_OPTIMIZATION) fails with 'could not run lto-wrapper'",
+                           fix="build with a complete gcc: export CXX=/usr/bin/g++ CC=/usr/bin/gcc "
+                               "(`$CXX -print-prog-name=lto-wrapper` must print a path)"))
     if nvcc.needed and nvcc.version and host.cxx and host.cxx.name == "gcc":
         tk = toolkit_for(spec, nvcc.version)
         if tk and Dotted(host.cxx.version).major > Dotted(tk.max_gcc).major:

@@ -61,7 +61,7 @@ def probe(paths: Mapping[str, Path] | None = None, ports: tuple[int, ...] = (786
         gpu_source=source,
         gpu_error=gpu_error,
         nvcc=find_nvcc(env, run),
-        cxx=find_cxx(run),
+        cxx=find_cxx(run, env),
         conda={t: p for t in ("conda", "mamba", "micromamba") if (p := shutil.which(t))},
         pythons=find_pythons(run),
         proxies=mask_proxies(env),
@@ -229,16 +229,27 @@ def find_nvcc(env: Mapping[str, str], run: Runner) -> list[Nvcc]:
     return out
 
 
-def find_cxx(run: Runner) -> Compiler | None:
-    for name in ("g++", "c++", "clang++"):
-        path = shutil.which(name)
+def find_cxx(run: Runner, env: dict[str, str] | None = None) -> Compiler | None:
+    """The C++ compiler builds will use: $CXX when set (torch and CMake take it), else the first on PATH."""
+    env = dict(os.environ if env is None else env)
+    for name in [*([env["CXX"]] if env.get("CXX") else []), "g++", "c++", "clang++"]:
+        path = shutil.which(name, path=env.get("PATH"))
         if not path:
             continue
         out = run([path, "-dumpfullversion", "-dumpversion"]) or ""
         version = out.strip().splitlines()[0] if out.strip() else ""
         if re.match(r"^\d+(\.\d+)*$", version):
-            return Compiler(path=path, name="clang" if "clang" in name else "gcc", version=version)
+            kind = "clang" if "clang" in os.path.basename(path) else "gcc"
+            return Compiler(path=path, name=kind, version=version, lto=gcc_has_lto(run, path) if kind == "gcc" else None)
     return None
+
+
+def gcc_has_lto(run: Runner, gxx: str) -> bool | None:
+    """gcc prints the full path of its lto-wrapper, or just the bare name when it has none."""
+    out = (run([gxx, "-print-prog-name=lto-wrapper"]) or "").strip()
+    if not out:
+        return None
+    return os.path.isabs(out) and os.access(out, os.X_OK)
 
 
 def find_pythons(run: Runner) -> dict[str, str]:

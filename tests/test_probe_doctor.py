@@ -111,3 +111,32 @@ def test_doctor_json_for_a_fixture_host() -> None:
     assert proc.returncode == 0 and data["exit_code"] == 0
     statuses = {c["name"]: c["status"] for c in data["checks"]}
     assert statuses["proxy"] == "warn" and statuses["port"] == "warn"
+
+
+def test_a_gcc_without_lto_wrapper_is_found_before_a_build_fails_on_it(tmp_path: Path) -> None:
+    """The H100 machine's $CXX (/opt/gcc/bin/g++) had no lto-wrapper: torchmcubes failed at link after
+    a minute and a half. The probe asks gcc where lto-wrapper is; the plan warns, with the fix."""
+    from provision.plan import make_plan
+    from provision.specload import load_target
+
+    gxx = tmp_path / "opt" / "bin" / "g++"
+    gxx.parent.mkdir(parents=True)
+    gxx.write_text("#!/bin/sh\n")
+    gxx.chmod(0o755)
+
+    def fake_run(argv: list[str]) -> str | None:
+        if argv[1:] == ["-dumpfullversion", "-dumpversion"]:
+            return "13.3.0\n"
+        if argv[1:] == ["-print-prog-name=lto-wrapper"]:
+            return "lto-wrapper\n"  # what a gcc without it prints
+        return None
+
+    cxx = pr.find_cxx(fake_run, {"CXX": str(gxx), "PATH": "/nonexistent"})
+    assert cxx is not None and cxx.path == str(gxx) and cxx.lto is False
+    host = load_host(FIXTURES / "hosts" / "rtx5070ti-wsl2.json").model_copy(update={"cxx": cxx})
+    warn = [w for w in make_plan(load_target("triposr"), host).warnings if "lto-wrapper" in w.what]
+    assert warn and "CXX=/usr/bin/g++" in warn[0].fix
+    c = next(c for c in diagnose(host) if c.name == "c++")
+    assert c.status == WARN and "without lto-wrapper" in c.detail
+    ok = pr.gcc_has_lto(lambda argv: str(gxx) + "\n", str(gxx))  # a full path that exists: it has one
+    assert ok is True
