@@ -95,25 +95,29 @@ class Ctx:
 # --- running commands, with a log -------------------------------------------------------
 
 
+def _expand_path(env: dict[str, str]) -> str:
+    """A step's PATH ("DIR:...:$PATH") with this process's PATH put in for $PATH."""
+    return env.get("PATH", "$PATH").replace("$PATH", os.environ.get("PATH", ""))
+
+
 def run_logged(ctx: Ctx, argv: list[str] | str, log: Path, env: dict[str, str] | None = None,
                cwd: str | Path | None = None) -> None:
     """Run a command, output to `log`; on failure raise with the log's tail and a diagnosis."""
     log.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **(env or {})}
     if "PATH" in (env or {}):
-        full_env["PATH"] = env["PATH"].replace("$PATH", os.environ.get("PATH", ""))  # type: ignore[index]
+        full_env["PATH"] = _expand_path(env)  # type: ignore[arg-type]
     with open(log, "a") as f:
         f.write(f"$ {argv if isinstance(argv, str) else shlex.join(argv)}\n")
         f.flush()
         p = subprocess.Popen(argv, shell=isinstance(argv, str), stdout=f, stderr=subprocess.STDOUT, env=full_env,
                              cwd=cwd, executable="/bin/bash" if isinstance(argv, str) else None)
         _wait_showing_progress(p, log, ctx.opts.progress)
-    r = p
-    if r.returncode != 0:
+    if p.returncode != 0:
         text = log.read_text(errors="replace")
         tail = "\n".join(text.splitlines()[-25:])
-        d = diagnose(text, r.returncode)
-        msg = f"exit {r.returncode}; last lines of {log}:\n{tail}"
+        d = diagnose(text, p.returncode)
+        msg = f"exit {p.returncode}; last lines of {log}:\n{tail}"
         if d:
             msg += f"\n\ncause: {d.cause}"
         raise ApplyError(msg, hint=d.fix if d else f"see {log}")
@@ -397,8 +401,7 @@ def _warn_without_ninja(ctx: Ctx, ext, env: dict[str, str], log: Path) -> None: 
     """torch's BuildExtension silently falls back to one compiler at a time without ninja."""
     if ext.nvcc == "none":
         return
-    path = env.get("PATH", "$PATH").replace("$PATH", os.environ.get("PATH", ""))
-    if shutil.which("ninja", path=path) is None:
+    if shutil.which("ninja", path=_expand_path(env)) is None:
         msg = (f"warning: no `ninja` in {Path(ctx.py).parent} or on PATH: torch will compile {ext.name}'s sources "
                f"one at a time and MAX_JOBS={env.get('MAX_JOBS', '?')} has no effect; add ninja to the spec's pip packages")
         ctx.echo(msg)

@@ -19,6 +19,10 @@ def _rule(pattern: str, cause: str, fix: str) -> tuple[re.Pattern[str], str, str
     return re.compile(pattern, re.I | re.M), cause, fix
 
 
+# One repair for a gcc without lto-wrapper: diagnose (after a failed link), doctor and plan (before).
+LTO_FIX = ("build with a complete gcc: export CXX=/usr/bin/g++ CC=/usr/bin/gcc "
+           "(`$CXX -print-prog-name=lto-wrapper` must print a path)")
+
 RULES = [
     _rule(r"unsupported GNU version|gcc versions later than \d+ are not supported",
           "the host C++ compiler is newer than this nvcc accepts",
@@ -50,8 +54,7 @@ RULES = [
     _rule(r"could not run lto-wrapper|lto-wrapper: (fatal error|not found)",
           "the C++ compiler cannot run its link-time optimizer (lto-wrapper is missing: an incomplete gcc install); "
           "CMake projects that ask for INTERPROCEDURAL_OPTIMIZATION (torchmcubes) link with -flto",
-          "point the build at a complete gcc: export CXX=/usr/bin/g++ CC=/usr/bin/gcc (`$CXX -print-prog-name=lto-wrapper` "
-          "must print a path), then provision apply --from-step build-<extension>"),
+          LTO_FIX + ", then provision apply --from-step build-<extension>"),
     _rule(r"No module named '?scikit_build_core'?|CMakeNotFoundError|Could not find CMake",
           "the build needs scikit-build-core / cmake / ninja in the env (builds run without isolation)",
           "they are the extension's build_requires in the spec: provision apply --from-step pip-install installs them"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .diagnose import LTO_FIX
 from .errors import PlanRefused
 from .host import HostFacts
 from .plan import PlanOptions, driver_max_cuda, make_plan
@@ -67,7 +68,7 @@ def _toolchain_checks(host: HostFacts) -> list[Check]:
                          "nothing to do: `provision plan` adds conda's cuda-nvcc of the right version to the env"))
     if host.cxx and host.cxx.lto is False:
         out.append(Check("c++", WARN, f"{host.cxx.name} {host.cxx.version} at {host.cxx.path}, without lto-wrapper",
-                         "builds that link with LTO fail ('could not run lto-wrapper'): export CXX=/usr/bin/g++ CC=/usr/bin/gcc"))
+                         f"builds that link with LTO fail ('could not run lto-wrapper'): {LTO_FIX}"))
     elif host.cxx:
         out.append(Check("c++", OK, f"{host.cxx.name} {host.cxx.version} at {host.cxx.path}"))
     else:

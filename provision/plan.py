@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .diagnose import LTO_FIX
 from .errors import PlanRefused, UsageError
 from .host import HostFacts, Nvcc
 from .spec import CudaToolkit, Extension, SdistSource, TargetSpec, UpstreamPathSource, Variant
@@ -372,8 +373,7 @@ def host_warnings(spec: TargetSpec, host: HostFacts, nvcc: NvccPlan) -> list[Fin
     if spec.extensions and host.cxx and host.cxx.lto is False:
         out.append(Finding(what=f"{host.cxx.path} has no lto-wrapper (an incomplete gcc): a build that links with LTO "
                                 "(torchmcubes: CMake INTERPROCEDURAL_OPTIMIZATION) fails with 'could not run lto-wrapper'",
-                           fix="build with a complete gcc: export CXX=/usr/bin/g++ CC=/usr/bin/gcc "
-                               "(`$CXX -print-prog-name=lto-wrapper` must print a path)"))
+                           fix=LTO_FIX))
     if nvcc.needed and nvcc.version and host.cxx and host.cxx.name == "gcc":
         tk = toolkit_for(spec, nvcc.version)
         if tk and Dotted(host.cxx.version).major > Dotted(tk.max_gcc).major:
