@@ -42,7 +42,7 @@ def _lock(target: str, variant: str, extra: list[str], cache: Path, lockdir: Pat
 def _uv(target: str, variant: str, cache: Path, cutoff: str) -> float:
     from provision.lock.inputs import lock_inputs
     from provision.lock.pip import project_toml, uv_bin
-    from provision.specload import load_target
+    from provision.spec import load_target
 
     inputs = lock_inputs(load_target(target).spec, variant)
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@ About 1 GB (3 large files and 200 small ones) is served from a loopback server i
 process (sendfile, Range support). Measured, in this order, each into an empty directory:
   curl          curl --parallel (4 at a time) to files          (disk and network bound)
   curl+openssl  the same, then `openssl dgst -sha256` over them  (fastest two-pass pipeline)
-  provision     provision.mirror.run, 4 workers, sha256 computed while the bytes arrive
+  provision     provision.offline.mirror.run, 4 workers, sha256 computed while the bytes arrive
 and the resume cost: provision is killed (SIGKILL) half way, then run again; we report the
 bytes sent again beyond what was missing on disk at the kill.
 
@@ -127,9 +127,9 @@ def run_openssl(files: list, out: Path) -> float:
 PROVISION = """
 import sys, json
 from pathlib import Path
-from provision.bundle import Bundle, Entry
-from provision import mirror as m
-from provision.download import session
+from provision.offline.bundle import Bundle, Entry
+from provision.offline import mirror as m
+from provision.offline.download import session
 url, bundle, files = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 b = Bundle.open(bundle, create=True)
 entries = [Entry("url", n, f"{url}/{n}", f"files/{n}", sha256=h, size=s) for n, s, h in files]

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_lock import run
 
 from conftest import FIXTURES
 from repofactory import repack_installed, serve, simple_index, toy_channel, wheel
-from test_lock import run
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = "%d.%d" % sys.version_info[:2]
@@ -240,11 +240,12 @@ def test_existing_env_builds_extensions_without_touching_packages(world: dict) -
 def test_the_conda_half_installs_offline_from_the_seeded_channel_checking_hashes(world: dict, tmp_path: Path) -> None:
     """py-rattler installs the lockfile's conda packages from DATA/channel (file:// URLs, which
     rattler does not hash-check: apply does), and refuses a file whose sha256 differs."""
-    from provision.apply import ApplyError, ApplyOptions, Ctx, _rattler_install
+    from provision.apply import ApplyError, ApplyOptions, Ctx
+    from provision.apply.envsteps import rattler_install
     from provision.host import load_host
     from provision.lock import lockfile
     from provision.plan import PlanOptions, make_plan
-    from provision.specload import load_spec
+    from provision.spec import load_spec
 
     t = world["t"]
     loaded = load_spec(world["spec"])
@@ -253,7 +254,7 @@ def test_the_conda_half_installs_offline_from_the_seeded_channel_checking_hashes
     lock = lockfile.read(t / "lockfiles" / "apptoy" / "cu128" / "conda-lock.yml")
     recs = lockfile.conda_records(lock, categories={"main"})
     log = tmp_path / "create.log"
-    _rattler_install(ctx, recs, log)
+    rattler_install(ctx, recs, log)
     assert (tmp_path / "cenv" / "share" / "python" / "README").is_file()
     assert (tmp_path / "cenv" / "conda-meta").is_dir()
     victim = next((t / "data" / "channel" / "linux-64").glob("libzlib-*.conda"))
@@ -261,7 +262,7 @@ def test_the_conda_half_installs_offline_from_the_seeded_channel_checking_hashes
     try:
         victim.write_bytes(good[:-10] + b"0123456789")
         with pytest.raises(ApplyError, match="sha256 does not match"):
-            _rattler_install(ctx, recs, log)
+            rattler_install(ctx, recs, log)
     finally:
         victim.write_bytes(good)
 
@@ -292,20 +293,20 @@ def test_a_cuda_build_without_ninja_is_warned_about(tmp_path: Path) -> None:
     """torch's BuildExtension quietly compiles one file at a time without ninja: MAX_JOBS is then moot."""
     from types import SimpleNamespace
 
-    from provision.apply import _warn_without_ninja
+    from provision.apply.extensions import warn_without_ninja
 
     said: list[str] = []
     ctx = SimpleNamespace(py=str(tmp_path / "env" / "bin" / "python"), echo=said.append)
     log = tmp_path / "build.log"
     env = {"PATH": f"{tmp_path}/env/bin", "MAX_JOBS": "6"}
-    _warn_without_ninja(ctx, SimpleNamespace(name="dgr", nvcc="build"), env, log)
+    warn_without_ninja(ctx, SimpleNamespace(name="dgr", nvcc="build"), env, log)
     assert said and "no `ninja`" in said[0] and "MAX_JOBS=6 has no effect" in said[0] and said[0] in log.read_text()
     ninja = tmp_path / "env" / "bin" / "ninja"
     ninja.parent.mkdir(parents=True)
     ninja.write_text("#!/bin/sh\n")
     ninja.chmod(0o755)
     said.clear()
-    _warn_without_ninja(ctx, SimpleNamespace(name="dgr", nvcc="build"), env, log)
+    warn_without_ninja(ctx, SimpleNamespace(name="dgr", nvcc="build"), env, log)
     assert said == []
 
 
@@ -321,7 +322,7 @@ def test_a_cold_build_does_not_reuse_a_build_dir_left_by_an_earlier_try(world: d
 
 
 def test_a_running_step_shows_its_time_and_ninjas_progress() -> None:
-    from provision.apply import status_line
+    from provision.apply.commands import status_line
 
     log = ("$ uv build --wheel ...\n[11/44] /usr/local/cuda/bin/nvcc -gencode arch=compute_90,code=sm_90 "
            "-c /src/kaolin/csrc/ops/spc/query_cuda.cu -o build/query_cuda.o\n")

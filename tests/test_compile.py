@@ -7,8 +7,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import FIXTURES
 from test_lock import run
+
+from conftest import FIXTURES
 
 HOST_5070 = str(FIXTURES / "hosts" / "rtx5070ti-wsl2.json")
 HOST_A6000 = str(FIXTURES / "hosts" / "a6000-linux-535.json")

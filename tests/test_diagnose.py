@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provision.diagnose import diagnose
+from provision.apply.diagnose import diagnose
 
 CASES = [
     ("/usr/local/cuda-11.8/include/crt/host_config.h:132:2: error: #error -- unsupported GNU version! "

@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from provision.offline.download import (
+    AuthRequired,
+    DownloadError,
+    Job,
+    Policy,
+    fetch,
+    retry_after,
+    session,
+)
+
 from fakeserver import FakeServer
-from provision.download import AuthRequired, DownloadError, Job, Policy, fetch, retry_after, session
 
 DATA = os.urandom(3 * (1 << 20) + 12345)
 SHA = hashlib.sha256(DATA).hexdigest()

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from provision.cli import app
 from provision.lock import lockfile
-from provision.render import render
+from provision.templating import render
+
 from repofactory import flat_page, serve, simple_index, toy_channel, wheel
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -256,7 +257,7 @@ def test_an_extension_built_no_deps_has_its_runtime_requirements_locked() -> Non
     kaolin's install_requires and build requirements; cu121, which takes kaolin's wheel from its
     find-links page, takes neither."""
     from provision.lock import lock_inputs
-    from provision.specload import load_target
+    from provision.spec import load_target
 
     spec = load_target("trellis").spec
     src = lock_inputs(spec, "cu121-pypi")

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_lock import run
+
+from provision.spec import GitSource, load_target
 
 from fakeserver import FakeServer
-from provision.spec import GitSource
-from provision.specload import load_target
-from test_lock import run
 
 TARGETS = ["trellis", "trellis2", "triposr"]
 HUBCONF = b'''
@@ -255,9 +255,9 @@ def test_locked_packages_go_to_a_wheelhouse_and_a_local_channel(tmp_path: Path, 
     import asyncio
 
     import rattler
+    from test_lock import lock, write_spec
 
     from repofactory import flat_page, serve, simple_index, toy_channel, wheel
-    from test_lock import lock, write_spec
 
     monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "repos"
@@ -296,12 +296,12 @@ def test_locked_packages_go_to_a_wheelhouse_and_a_local_channel(tmp_path: Path, 
 
 
 def test_each_file_gets_its_own_progress_and_the_total_adds_up(server: FakeServer, tmp_path: Path) -> None:
-    from provision import mirror as m
-    from provision.bundle import Bundle
-    from provision.download import session
+    from provision.offline import mirror as m
+    from provision.offline.bundle import Bundle
+    from provision.offline.download import session
 
     spec_path = stage(server, "triposr", tmp_path / "envs")
-    from provision.specload import load_spec
+    from provision.spec import load_spec
 
     spec = load_spec(spec_path).spec
     ep = m.Endpoints(hf=server.url, github=f"{server.url}/gh",

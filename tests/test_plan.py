@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
 from provision.errors import PlanRefused, UsageError
 from provision.host import HostFacts, load_host
 from provision.plan import PlanOptions, make_plan
-from provision.specload import load_target
+from provision.spec import load_target
+
+from conftest import FIXTURES
 
 HOSTS = FIXTURES / "hosts"
 
@@ -139,7 +140,7 @@ def test_an_old_nvcc_that_cannot_compile_for_the_gpu_is_not_chosen() -> None:
 
 def test_an_nvcc_without_the_gpus_arch_is_unfit_even_when_new_enough() -> None:
     from provision.host import Nvcc
-    from provision.plan import _nvcc_unfit
+    from provision.plan.toolchain import _nvcc_unfit
     from provision.versions import Dotted
 
     spec = load_target("triposr").spec

@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import FIXTURES
-from provision import probe as pr
-from provision.doctor import FAIL, WARN, diagnose, exit_code
 from provision.host import load_host
-from provision.specload import load_target
+from provision.host import probe as pr
+from provision.spec import load_target
+from provision.verify.doctor import FAIL, WARN, diagnose, exit_code
+
+from conftest import FIXTURES
 
 SMI = FIXTURES / "nvidia-smi"
 
@@ -117,7 +118,7 @@ def test_a_gcc_without_lto_wrapper_is_found_before_a_build_fails_on_it(tmp_path:
     """The H100 machine's $CXX (/opt/gcc/bin/g++) had no lto-wrapper: torchmcubes failed at link after
     a minute and a half. The probe asks gcc where lto-wrapper is; the plan warns, with the fix."""
     from provision.plan import make_plan
-    from provision.specload import load_target
+    from provision.spec import load_target
 
     gxx = tmp_path / "opt" / "bin" / "g++"
     gxx.parent.mkdir(parents=True)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from provision.specload import load_target, target_paths
+from provision.spec import load_target, target_paths
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

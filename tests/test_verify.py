@@ -10,15 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_lock import run
 
-from conftest import FIXTURES
-from provision.checklist import compile_checklist
 from provision.host import load_host
 from provision.lock.lockfile import PipPin
 from provision.plan import PlanOptions, make_plan
-from provision.specload import load_spec
+from provision.render.checklist import compile_checklist
+from provision.spec import load_spec
+
+from conftest import FIXTURES
 from repofactory import wheel
-from test_lock import run
 
 PY = "%d.%d" % sys.version_info[:2]
 SPEC = f"""\
@@ -208,7 +209,7 @@ def test_the_binary_check_finds_a_wheels_library_outside_its_package(tmp_path: P
     the distribution's file list, so cuobjdump sees that library."""
     import zipfile
 
-    from provision import verify_runner
+    from provision.verify import runner as verify_runner
 
     site = tmp_path / "site"
     w = wheel(tmp_path / "wh", "nvdlike", "0.4.0", extra_files={"_nvdlike_c.cpython-312-x86_64-linux-gnu.so": "ELF"})

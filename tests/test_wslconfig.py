@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from provision.specload import load_target
-from provision.wslconfig import WslConfigError, lint, merge
-from provision.wslfile import render_fresh, values_for
+from provision.spec import load_target
+from provision.wsl.config import WslConfigError, lint, merge
+from provision.wsl.file import render_fresh, values_for
 
 REPO = Path(__file__).resolve().parent.parent
 CHANGES = {"wsl2": {"memory": "24GB", "processors": "16", "swap": "16GB"}}

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ..errors import Unreachable, UsageError
 from ..fsutil import atomic_write_text
-from ..render import render
 from ..settings import display_path
-from ..specload import LoadedSpec
+from ..spec import LoadedSpec
+from ..templating import render
 from . import conda as conda_half
 from . import lockfile
 from . import pip as pip_half

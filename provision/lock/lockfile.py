@@ -38,8 +38,8 @@ def _conda_dep(d: str) -> tuple[str, str]:
 def build(inputs: LockInputs, conda: list[CondaRecord], pip: list[PipRecord], source: str,
           exclude_newer: str, conda_from: str, cuda_toolkit: str) -> object:
     """The conda-lock model of one variant on one platform."""
-    from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
     from conda_lock.lockfile.v1.models import DependencySource, HashModel, LockMeta
+    from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
     from conda_lock.models.channel import Channel
 
     pkgs = []

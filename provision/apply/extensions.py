@@ -1,0 +1,123 @@
+"""The build steps: each CUDA extension compiled with the planned arch list and job count, as a
+wheel (uv build) or in place under the env with a .pth shim, and cached by everything that
+changes its binary (source, torch and its CUDA, Python ABI, arch list, compiler, nvcc)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..fsutil import atomic_write_text
+from ..plan import Step, source_dir
+from .commands import expand_path, run_logged
+from .context import Ctx
+from .envsteps import guard_after, pip_argv
+from .sources import source_marker
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "none"
+    lines = [l for l in (r.stdout or r.stderr).splitlines() if l.strip()]
+    return lines[-1] if "nvcc" in argv[0] and lines else (lines[0] if lines else "none")
+
+def build_key(ctx: Ctx, ext, src: Path, env: dict[str, str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Everything that changes an extension's binary; its hash names the cached build."""
+    probe = ("import importlib.metadata as m, sys, sysconfig\n"
+             "d = m.distribution('torch')\n"
+             "v = d.locate_file('torch/version.py')\n"
+             "print(d.version); print(sysconfig.get_config_var('SOABI') or sys.version)\n"
+             "print([l for l in open(v) if l.startswith('cuda')][0].strip() if v.exists() else 'cuda = None')\n")
+    r = subprocess.run([ctx.py, "-c", probe], capture_output=True, text=True)
+    torch_v, abi, cuda = (r.stdout.splitlines() + ["none"] * 3)[:3] if r.returncode == 0 else ("none", "none", "none")
+    marker = source_marker(src) if source_marker(src).exists() else source_marker(src.parent)
+    pin = marker.read_text().split()[0] if marker.is_file() else ""
+    cuda_home = env.get("CUDA_HOME") or os.environ.get("CUDA_HOME") or "/usr/local/cuda"
+    return {
+        "name": ext.name, "build": ext.build, "source": pin, "torch": torch_v, "torch_cuda": cuda, "python": abi,
+        "arch_list": env.get("TORCH_CUDA_ARCH_LIST", ""), "env": json.dumps({k: v for k, v in sorted(ext.env.items())}),
+        "cxx": _first_line([os.environ.get("CXX", "g++"), "--version"]),
+        "nvcc": _first_line([f"{cuda_home}/bin/nvcc", "--version"]) if ext.nvcc != "none" else "none",
+    }
+
+def warn_without_ninja(ctx: Ctx, ext, env: dict[str, str], log: Path) -> None:  # type: ignore[no-untyped-def]
+    """torch's BuildExtension silently falls back to one compiler at a time without ninja."""
+    if ext.nvcc == "none":
+        return
+    if shutil.which("ninja", path=expand_path(env)) is None:
+        msg = (f"warning: no `ninja` in {Path(ctx.py).parent} or on PATH: torch will compile {ext.name}'s sources "
+               f"one at a time and MAX_JOBS={env.get('MAX_JOBS', '?')} has no effect; add ninja to the spec's pip packages")
+        ctx.echo(msg)
+        with open(log, "a") as f:
+            f.write(msg + "\n")
+
+def do_build(ctx: Ctx, step: Step, log: Path) -> None:
+    name = step.id.removeprefix("build-")
+    ext = next(e for e in ctx.spec.extensions_for(ctx.plan.variant) if e.name == name)
+    src = Path(source_dir(ctx.spec, ext, str(ctx.data)))
+    env = dict(step.env)
+    warn_without_ninja(ctx, ext, env, log)
+    key = build_key(ctx, ext, src, env)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    cached = ctx.data / "cache" / "ext" / f"{name}-{digest}"
+    with open(log, "a") as f:
+        f.write(f"build key {digest}: {json.dumps(key, sort_keys=True)}\n")
+    hit = ctx.opts.cache and (cached / "key.json").is_file()
+    if ext.build == "wheel":
+        if hit:
+            built = sorted(cached.glob("*.whl"))
+            with open(log, "a") as f:
+                f.write(f"from the cache: {', '.join(b.name for b in built)}\n")
+        else:
+            wheels = ctx.data / "wheels" / name
+            shutil.rmtree(wheels, ignore_errors=True)
+            # a cold build starts clean: a build/ left by an earlier try keeps its CMakeCache (the
+            # compiler it found then) and objects made with other flags
+            if src.is_dir():
+                shutil.rmtree(src / "build", ignore_errors=True)
+            # uv runs the build backend once (pip wheel runs setup.py twice: metadata, then the
+            # build, each importing torch); no isolation, so the env's torch is what it builds on
+            from ..lock.pip import uv_bin
+
+            run_logged(ctx, [uv_bin(), "build", "--wheel", "--no-build-isolation", "--no-config", "--no-cache",
+                             "--python", ctx.py, "--out-dir", str(wheels), str(src)], log, env=env)
+            built = sorted(wheels.glob("*.whl"))
+            _store(cached, key, built)
+        run_logged(ctx, [*pip_argv(ctx), "install", "--no-deps", "--no-index", "--force-reinstall",
+                         "-c", str(ctx.constraints), *map(str, built)], log)
+    else:
+        dest = ctx.meta / "ext" / name
+        shutil.rmtree(dest, ignore_errors=True)
+        if hit:
+            shutil.unpack_archive(str(cached / "inplace.tar"), dest)
+            with open(log, "a") as f:
+                f.write(f"from the cache: {cached / 'inplace.tar'}\n")
+        else:
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".git", "build"))
+            run_logged(ctx, [ctx.py, "setup.py", "build_ext", "--inplace"], log, env=env, cwd=dest)
+            tmp = Path(shutil.make_archive(str(ctx.data / "cache" / f".{name}-{digest}"), "tar", dest))
+            _store(cached, key, [tmp], rename={tmp.name: "inplace.tar"})
+        purelib = subprocess.run([ctx.py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        shim = ctx.compiled / "site-packages" / f"provision-{name}.pth"
+        text = shim.read_text() if shim.is_file() else f"{dest}\n"
+        atomic_write_text(Path(purelib) / f"provision-{name}.pth", text)
+    guard_after(ctx, f"building {name}")
+
+def _store(cached: Path, key: dict[str, str], files: list[Path], rename: dict[str, str] | None = None) -> None:
+    """Put a build in the cache whole or not at all (a temp dir renamed into place)."""
+    tmp = cached.with_name(cached.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in files:
+        target = tmp / (rename or {}).get(f.name, f.name)
+        shutil.move(str(f), target) if (rename and f.name in rename) else shutil.copyfile(f, target)
+    (tmp / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
+    shutil.rmtree(cached, ignore_errors=True)
+    os.replace(tmp, cached)

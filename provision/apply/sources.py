@@ -1,0 +1,86 @@
+"""The sources step: each extension's and git package's source at its pinned commit, from a
+local checkout (--source), a seeded bundle, or git; each directory carries a marker naming
+the pin it holds, so an unchanged source is never fetched twice."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from ..fsutil import file_digest
+from ..plan import Step, source_dir
+from ..spec import GitSource, SdistSource, UpstreamPathSource
+from .commands import run_logged
+from .context import ApplyError, Ctx
+
+
+def source_marker(d: Path) -> Path:
+    return d / ".provision-source"
+
+def source_list(ctx: Ctx) -> list[tuple[str, object, Path]]:
+    out = []
+    for e in ctx.spec.extensions_for(ctx.plan.variant):
+        out.append((e.name, e.source, Path(source_dir(ctx.spec, e, str(ctx.data)))))
+    for p in [*ctx.spec.pip.packages, *ctx.spec.variants[ctx.plan.variant].packages]:
+        if p.git is not None:
+            out.append((p.name, p.git, ctx.data / "src" / p.name))
+    return out
+
+def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
+    for name, src, dest in source_list(ctx):
+        if isinstance(src, UpstreamPathSource):
+            root, pin = ctx.data / "src" / f"{ctx.spec.name}-upstream", ctx.spec.upstream.commit
+            url, sub = ctx.spec.upstream.repo, False
+        elif isinstance(src, SdistSource):
+            _fetch_sdist(ctx, name, src, dest, log)
+            continue
+        else:
+            assert isinstance(src, GitSource)
+            root = ctx.data / "src" / name
+            pin, url, sub = src.commit, src.git, src.submodules
+        if name in ctx.opts.sources:  # a checkout the user points at: copied, not touched
+            local = ctx.opts.sources[name]
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(local, dest, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__"))
+            # pinned by content, read now: the build writes into the tree later
+            source_marker(dest).write_text(f"local:{dir_digest(dest)} {local}\n")
+            continue
+        if source_marker(root).is_file() and source_marker(root).read_text().split()[0] == pin:
+            continue
+        archive = ctx.data / "sources" / f"{name}-{pin}.zip"
+        if archive.is_file():  # seeded from a bundle
+            from ..offline.seed import _extract
+
+            shutil.rmtree(root, ignore_errors=True)
+            _extract(archive, root)
+        elif ctx.opts.offline:
+            raise ApplyError(f"{name}: source {url}@{pin[:12]} is not in {ctx.data / 'sources'} and apply is offline",
+                             hint=f"provision mirror {ctx.spec.name} --to BUNDLE online, then apply --offline --bundle BUNDLE")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+            run_logged(ctx, ["git", "clone", "--quiet", url, str(root)], log)
+            run_logged(ctx, ["git", "-C", str(root), "checkout", "--quiet", pin], log)
+            if sub:
+                run_logged(ctx, ["git", "-C", str(root), "submodule", "update", "--init", "--recursive"], log)
+        source_marker(root).write_text(f"{pin}\n")
+
+def _fetch_sdist(ctx: Ctx, name: str, src: SdistSource, dest: Path, log: Path) -> None:
+    if dest.is_file() and file_digest(dest) == src.sha256:
+        return
+    seeded = ctx.data / "wheelhouse" / dest.name
+    if seeded.is_file():
+        shutil.copyfile(seeded, dest)
+        return
+    if ctx.opts.offline:
+        raise ApplyError(f"{name}: {dest.name} is not in the wheelhouse and apply is offline")
+    from ..offline.download import Job, fetch, session
+
+    fetch(Job(src.sdist, dest, sha256=src.sha256, label=name), session())
+
+def dir_digest(d: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(d.rglob("*")):
+        if p.is_file() and ".git" not in p.parts and "build" not in p.relative_to(d).parts[:1]:
+            h.update(str(p.relative_to(d)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()

@@ -1,0 +1,52 @@
+"""The typer app and what its commands share: common options, host facts, JSON and size printing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Declarative environments for GPU image-to-3D apps (TRELLIS, TRELLIS.2, TripoSR).",
+    pretty_exceptions_enable=False,
+)
+
+
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output on stdout.")
+
+HostOpt = typer.Option(None, "--host", help="Plan for the machine described by this file (from `provision doctor --save`).")
+VariantOpt = typer.Option(None, "--variant", help="Use this variant instead of the one the host allows.")
+
+
+def echo_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def host_for(path: Optional[Path], target_port: int | None = None):  # type: ignore[no-untyped-def]
+    if path is not None:
+        from ..host import load_host
+
+        return load_host(path)
+    from ..host.probe import probe
+    from ..settings import data_dir
+
+    ports = tuple(sorted({7860, target_port} - {None}))  # type: ignore[arg-type]
+    return probe(paths={"data": data_dir()}, ports=ports)
+
+
+def human(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def echo_problem(label: str, p) -> None:  # type: ignore[no-untyped-def]
+    typer.echo(f"{label}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""), err=True)

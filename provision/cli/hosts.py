@@ -1,0 +1,97 @@
+"""Commands about a host: doctor, plan, wslconfig."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import HostOpt, JsonOpt, VariantOpt, app, echo_json, host_for
+
+
+@app.command()
+def doctor(target: Optional[str] = typer.Argument(None, help="Also check this target's needs."),
+           host_file: Optional[Path] = HostOpt,
+           save: Optional[Path] = typer.Option(None, "--save", help="Write the host facts to this JSON file."),
+           strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings."),
+           as_json: bool = JsonOpt) -> None:
+    """Check this machine: GPU, driver, nvcc, compiler, memory, proxies, port. Exit 0 / 1 (--strict) / 2."""
+    from ..spec import load_target
+    from ..verify.doctor import diagnose, exit_code
+
+    loaded = load_target(target) if target else None
+    host = host_for(host_file, loaded.spec.app.port if loaded else None)
+    if save is not None:
+        from ..fsutil import atomic_write_text
+
+        atomic_write_text(save, host.to_json())
+    checks = diagnose(host, loaded)
+    code = exit_code(checks, strict)
+    if as_json:
+        echo_json({"host": host.model_dump(mode="json"), "checks": [c.as_dict() for c in checks], "exit_code": code})
+    else:
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            typer.echo(f"{c.status:<4}  {c.name:<{width}}  {c.detail}")
+            if c.fix:
+                typer.echo(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
+        if save is not None:
+            typer.echo(f"host facts written to {save}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def plan(target: str = typer.Argument(..., help="Target name or spec file."),
+         host_file: Optional[Path] = HostOpt,
+         variant: Optional[str] = VariantOpt,
+         ptx: bool = typer.Option(False, "--ptx", help="Add +PTX to the highest arch (forward compatibility)."),
+         prefix: Optional[str] = typer.Option(None, "--prefix", help="Environment prefix (default: DATA/envs/TARGET)."),
+         data: Optional[str] = typer.Option(None, "--data-dir", help="Where envs, sources and weights go."),
+         as_json: bool = JsonOpt) -> None:
+    """Decide everything apply will do on a host: variant, arch list, nvcc, MAX_JOBS, steps, blockers."""
+    from ..plan import PlanOptions, make_plan
+    from ..settings import data_dir
+    from ..spec import load_target
+    from ..templating import render
+
+    loaded = load_target(target)
+    host = host_for(host_file, loaded.spec.app.port)
+    opts = PlanOptions(variant=variant, ptx=ptx, prefix=prefix, data_dir=data or str(data_dir()))
+    result = make_plan(loaded, host, opts)
+    if as_json:
+        echo_json(result.model_dump(mode="json"))
+    else:
+        typer.echo(render("plan.txt.j2", plan=result.model_dump(mode="json")), nl=False)
+    raise typer.Exit(2 if result.blockers else 0)
+
+
+@app.command()
+def wslconfig(target: str = typer.Argument(..., help="Target name or spec file."),
+              windows_ram_gb: Optional[float] = typer.Option(None, "--windows-ram-gb", help="Windows RAM (default: read from Windows, else 32)."),
+              windows_cpus: Optional[int] = typer.Option(None, "--windows-cpus", help="Logical processors (default: from Windows, else 16)."),
+              memory: Optional[str] = typer.Option(None, "--memory", help="Override memory, e.g. 24GB."),
+              processors: Optional[int] = typer.Option(None, "--processors", help="Override processors."),
+              swap: Optional[str] = typer.Option(None, "--swap", help="Override swap, e.g. 16GB."),
+              mirrored: bool = typer.Option(False, "--mirrored", help="networkingMode=mirrored (proxy trouble, localhost)."),
+              dns_tunneling: bool = typer.Option(False, "--dns-tunneling", help="dnsTunneling=true."),
+              auto_proxy: bool = typer.Option(False, "--auto-proxy", help="autoProxy=true: use Windows' proxy."),
+              localhost_forwarding: Optional[bool] = typer.Option(None, "--localhost-forwarding/--no-localhost-forwarding"),
+              swap_file: Optional[str] = typer.Option(None, "--swap-file", help="swapFile path (Windows path)."),
+              auto_memory_reclaim: Optional[str] = typer.Option(None, "--auto-memory-reclaim", help="disabled|gradual|dropcache."),
+              sparse_vhd: bool = typer.Option(False, "--sparse-vhd", help="[experimental] sparseVhd=true."),
+              write: bool = typer.Option(False, "--write", help="Merge into the real .wslconfig (backup first)."),
+              path: Optional[Path] = typer.Option(None, "--path", help="The .wslconfig to merge into / lint."),
+              lint_only: bool = typer.Option(False, "--lint", help="Only lint the existing file."),
+              dry_run: bool = typer.Option(False, "--dry-run", help="With --write: show the diff, change nothing.")) -> None:
+    """Size a .wslconfig for TARGET; print it, or merge it into the real file with --write."""
+    from ..spec import load_target
+    from ..wsl import file as wslfile
+
+    spec = load_target(target).spec
+    code = wslfile.run(spec, windows_ram_gb=windows_ram_gb, windows_cpus=windows_cpus, memory=memory,
+                       processors=processors, swap=swap, mirrored=mirrored, dns_tunneling=dns_tunneling,
+                       auto_proxy=auto_proxy, localhost_forwarding=localhost_forwarding, swap_file=swap_file,
+                       auto_memory_reclaim=auto_memory_reclaim, sparse_vhd=sparse_vhd, write=write, path=path,
+                       lint_only=lint_only, dry_run=dry_run, echo=typer.echo)
+    raise typer.Exit(code)

@@ -1,0 +1,63 @@
+"""The planner: a pure function of (spec, host facts, options) -> Plan.
+
+It decides, before anything is installed, everything the field notes had to learn by
+failing: which CUDA build of torch the driver and the GPUs allow, which archs to compile
+extensions for, where nvcc comes from, how many compile jobs fit in memory, and the exact
+commands apply will run. No I/O here: same inputs, same plan.
+
+    model.py      the Plan and what it is made of
+    variants.py   driver and GPUs -> the variant
+    toolchain.py  nvcc and the arch list
+    jobs.py       compile jobs that fit in memory
+    findings.py   blockers and warnings about the host
+    steps.py      the commands apply runs
+"""
+
+from __future__ import annotations
+
+from ..host import HostFacts
+from ..spec import LoadedSpec
+from ..versions import Dotted, cc_arch
+from .findings import host_warnings, resource_blockers
+from .jobs import build_memory_gb, plan_jobs
+from .model import ExtensionPlan, Finding, NvccPlan, Plan, PlanOptions, Step
+from .steps import fill, plan_steps, source_dir
+from .toolchain import arch_findings, format_arch_list, plan_nvcc, toolkit_for
+from .variants import choose_variant, driver_max_cuda, variant_problems
+
+
+def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptions()) -> Plan:
+    spec = loaded.spec
+    variant_key, why, rejected = choose_variant(spec, host, opts.variant)
+    variant = spec.variants[variant_key]
+    data = opts.data_dir.rstrip("/")
+    prefix = opts.prefix or f"{data}/envs/{spec.name}"
+    archs = host.compute_capabilities()
+    exts = spec.extensions_for(variant_key)
+    nvcc, nvcc_findings = plan_nvcc(spec, variant, exts, host, archs, prefix)
+    arch_list = format_arch_list(archs, opts.ptx)
+    blockers = nvcc_findings + arch_findings(spec, nvcc, archs) + resource_blockers(spec, host)
+    warnings = host_warnings(spec, host, nvcc)
+    ext_plans = []
+    for e in exts:
+        jobs, finding = plan_jobs(e, host)
+        ext_plans.append(ExtensionPlan(name=e.name, build=e.build, max_jobs=jobs,
+                                       peak_gb=round(jobs * e.peak_job_memory_gb, 1)))
+        if finding:
+            warnings.append(finding)
+    subst = {"prefix": prefix, "data": data, "arch_list": arch_list,
+             "arch_digits": ";".join(cc_arch(a).removeprefix("sm_") for a in archs)}
+    env = {k: fill(v, subst) for k, v in spec.env_values().items()}
+    subst.update(env)
+    steps = plan_steps(loaded, variant_key, exts, ext_plans, nvcc, arch_list, prefix, data, env, subst)
+    return Plan(
+        target=spec.name, spec_digest=loaded.digest, host_label=host.label, variant=variant_key,
+        variant_reason=why, cuda=variant.cuda, torch=spec.torch_version(variant_key), rejected_variants=rejected,
+        gpus=[f"{g.name} ({cc_arch(Dotted(g.compute_capability))}, {g.memory_gb:g} GB)" for g in host.gpus],
+        arch_list=[a.text for a in archs], torch_cuda_arch_list=arch_list, nvcc=nvcc, extensions=ext_plans,
+        prefix=prefix, data_dir=data, env=env, steps=steps, blockers=blockers, warnings=warnings)
+
+
+__all__ = ["ExtensionPlan", "Finding", "NvccPlan", "Plan", "PlanOptions", "Step", "build_memory_gb", "choose_variant",
+           "driver_max_cuda", "fill", "format_arch_list", "make_plan", "source_dir", "toolkit_for",
+           "variant_problems"]

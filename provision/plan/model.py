@@ -1,0 +1,81 @@
+"""The plan as data: what apply will do, decided before anything is installed.
+
+Typed models cross from the planner to render, apply and verify; `model_dump(mode="json")`
+only at the template and JSON boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Finding(_Model):
+    """A blocker or a warning: what, and the one-line fix."""
+
+    what: str
+    fix: str
+
+
+class NvccPlan(_Model):
+    needed: bool
+    source: str  # system | conda | none
+    version: str | None = None
+    path: str | None = None
+    cuda_home: str | None = None
+    conda_channel: str | None = None
+    conda_packages: list[str] = Field(default_factory=list)
+    reason: str
+
+
+class ExtensionPlan(_Model):
+    name: str
+    build: str
+    max_jobs: int
+    peak_gb: float  # planned peak: jobs x per-job memory
+
+
+class Step(_Model):
+    id: str
+    title: str
+    command: str
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class Plan(_Model):
+    target: str
+    spec_digest: str
+    host_label: str | None
+    variant: str
+    variant_reason: str
+    cuda: str
+    torch: str | None
+    rejected_variants: dict[str, list[str]]
+    gpus: list[str]
+    arch_list: list[str]
+    torch_cuda_arch_list: str
+    nvcc: NvccPlan
+    extensions: list[ExtensionPlan]
+    prefix: str
+    data_dir: str
+    env: dict[str, str]
+    steps: list[Step]
+    blockers: list[Finding]
+    warnings: list[Finding]
+
+    @property
+    def ok(self) -> bool:
+        return not self.blockers
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    variant: str | None = None
+    ptx: bool = False  # add +PTX to the highest arch, for GPUs newer than any planned
+    prefix: str | None = None  # default: {data}/envs/{target}
+    data_dir: str = "~/.local/share/provision"

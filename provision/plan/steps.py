@@ -1,0 +1,88 @@
+"""The commands apply runs, in order, with their environments (pure text: no I/O)."""
+
+from __future__ import annotations
+
+import shlex
+
+from ..spec import Extension, LoadedSpec, SdistSource, TargetSpec, UpstreamPathSource
+from .model import ExtensionPlan, NvccPlan, Step
+
+
+def source_dir(spec: TargetSpec, ext: Extension, data: str) -> str:
+    """Where an extension's source is checked out (or its sdist saved) under the data dir."""
+    src = ext.source
+    if isinstance(src, UpstreamPathSource):
+        return f"{data}/src/{spec.name}-upstream/{src.upstream_path}"
+    if isinstance(src, SdistSource):
+        return f"{data}/src/{src.sdist.rsplit('/', 1)[-1]}"
+    base = f"{data}/src/{ext.name}"
+    return f"{base}/{src.subdirectory}" if src.subdirectory else base
+
+
+def fill(text: str, subst: dict[str, str]) -> str:
+    """Replace each {key} of `subst` in `text`; other braces stay as they are."""
+    for k, v in subst.items():
+        text = text.replace("{" + k + "}", v)
+    return text
+
+
+def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plans: list[ExtensionPlan],
+               nvcc: NvccPlan, arch_list: str, prefix: str, data: str, env: dict[str, str],
+               subst: dict[str, str]) -> list[Step]:
+    spec = loaded.spec
+    q = shlex.quote
+    py = f"{prefix}/bin/python"
+    compiled = f"{prefix}/share/provision/compiled"  # per env: its shims and activation name this prefix
+    constraints = f"{prefix}/share/provision/constraints.txt"
+    steps = [
+        Step(id="compile", title="compile the lockfile, hashed requirements, activation and shims for this host",
+             command=f"provision compile {spec.name} --variant {variant} --out {q(compiled)}"),
+        Step(id="sources", title="fetch the extension sources at their pinned commits (bundle, else git)",
+             command=f"git clone URL {data}/src/NAME && git -C {data}/src/NAME checkout COMMIT   # per source"),
+        Step(id="create-env", title=f"create the environment (Python {spec.python}) from the lockfile",
+             command=f"py-rattler: install the conda packages of {compiled}/conda-lock.yml into {q(prefix)}"
+                     + (" (with its cuda-toolkit category)" if nvcc.source == "conda" else "")),
+    ]
+    if nvcc.source == "conda":
+        steps.append(Step(id="cuda-toolkit", title=f"nvcc {nvcc.version} from conda (the host's does not fit): "
+                                                       "the lockfile's cuda-toolkit category, installed with the env",
+                          command=" ".join(q(p) for p in nvcc.conda_packages)))
+    steps.append(Step(id="pip-install", title="install the locked pip packages, hashes enforced",
+                      command=f"{py} -m pip install --no-deps --require-hashes -r {compiled}/requirements.txt"))
+    torch = spec.torch_version(variant)
+    steps.append(Step(id="torch-guard", title=f"pin torch {torch} and every installed package for later steps",
+                      command=f"{py} -m pip list > {constraints} (as name==version); check torch is {torch}; "
+                              "after every build, check nothing pinned moved"))
+    for e, ep in zip(exts, ext_plans):
+        # MAX_JOBS is torch's (setup.py builds); CMake builds (scikit-build-core: torchmcubes) read
+        # CMAKE_BUILD_PARALLEL_LEVEL instead, and without it ninja runs one job per core
+        build_env = {"TORCH_CUDA_ARCH_LIST": arch_list, "MAX_JOBS": str(ep.max_jobs),
+                     "CMAKE_BUILD_PARALLEL_LEVEL": str(ep.max_jobs)}
+        # the env's bin first, as when it is activated: torch runs `ninja` from PATH, and without
+        # it compiles the sources one by one, whatever MAX_JOBS says
+        if nvcc.cuda_home:
+            build_env["CUDA_HOME"] = nvcc.cuda_home
+        dirs = [f"{prefix}/bin", *([f"{nvcc.cuda_home}/bin"] if nvcc.cuda_home else []), "$PATH"]
+        build_env["PATH"] = ":".join(dict.fromkeys(dirs))  # conda's nvcc lives in the env's own bin
+        build_env.update({k: fill(v, subst) for k, v in e.env.items()})
+        src = source_dir(spec, e, data)
+        if e.build == "wheel":
+            cmd = (f"uv build --wheel --no-build-isolation --python {py} --out-dir {data}/wheels/{e.name} {src} && "
+                   f"{py} -m pip install --no-deps --no-index -c {constraints} {data}/wheels/{e.name}/*.whl")
+        else:
+            # built where it stays: a directory inside the env (never /tmp), named by a .pth shim
+            dest = f"{prefix}/share/provision/ext/{e.name}"
+            cmd = (f"mkdir -p {dest} && cp -a {src}/. {dest}/ && cd {dest} && {py} setup.py build_ext --inplace && "
+                   f"echo {dest} > $({py} -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')"
+                   f"/provision-{e.name}.pth")
+        steps.append(Step(id=f"build-{e.name}", title=f"build {e.name} ({e.build}, {ep.max_jobs} jobs, archs {arch_list or 'none'})",
+                          command=cmd, env=build_env))
+    steps.append(Step(id="activation", title="install the activate.d / deactivate.d scripts with the spec's variables",
+                      command=f"cp -r {compiled}/etc {q(prefix)}/", env=env))
+    if spec.weights.huggingface or spec.weights.urls or spec.weights.torch_hub:
+        steps.append(Step(id="weights", title="fetch and place the weights",
+                          command=f"provision mirror {spec.name} --to {data}/bundles/{spec.name} && "
+                                  f"provision seed {data}/bundles/{spec.name}"))
+    steps.append(Step(id="verify", title="run the post-install checklist",
+                      command=f"provision verify {spec.name} --prefix {prefix}"))
+    return steps

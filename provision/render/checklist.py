@@ -1,0 +1,103 @@
+"""The post-install checklist, compiled from spec x plan x lock (pure).
+
+`provision compile` writes it as checklist.json; `provision verify` runs it inside the
+target's interpreter. Every check carries the fix a person needs when it fails, and says
+whether it needs a GPU (then, without one, it is reported as skipped, never as passed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..lock.lockfile import PipPin
+from ..plan import Plan, fill
+from ..spec import ApiCheck, FileCheck, ImportCheck, KernelCheck, TargetSpec
+
+SCHEMA = 1
+
+
+def _check(id_: str, kind: str, title: str, fix: str, *, gpu: bool = False, required: bool = True,
+           **args: Any) -> dict[str, Any]:
+    return {"id": id_, "kind": kind, "title": title, "needs_gpu": gpu, "required": required, "fix": fix, **args}
+
+
+def _resolve(template: str, plan: Plan) -> str:
+    """{NAME} from the plan's environment, {data} and {prefix}: the paths the app will use."""
+    return fill(template, {**plan.env, "data": plan.data_dir, "prefix": plan.prefix})
+
+
+def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -> dict[str, Any]:
+    exts = {e.name: e for e in spec.extensions_for(plan.variant)}
+    checks = [
+        _check("python", "python-version", f"Python {spec.python}", f"recreate the env with Python {spec.python}",
+               expect=spec.python),
+    ]
+    if pins is not None:
+        checks.append(_check("locked-packages", "packages", "every locked pip package at its locked version",
+                             "reinstall from the lock: pip install --no-deps --require-hashes -r requirements.txt",
+                             expect={p.name: p.version for p in pins if not p.git}))
+    if plan.torch:  # a target without torch (a test fixture) has no torch checks
+        checks += [
+            _check("torch-cuda", "torch-cuda", f"torch {plan.torch} built for CUDA {plan.cuda}, one torch installed",
+                   "an extension build replaced torch: reinstall it from the lock with the constraints file",
+                   expect_version=plan.torch, expect_cuda=plan.cuda),
+            _check("cuda-available", "cuda-available", "torch sees the GPU",
+                   "check the driver (nvidia-smi) and, on WSL2, that /usr/lib/wsl/lib is on the loader path", gpu=True),
+            _check("arch", "arch", f"the GPU's architecture is one torch was built for ({', '.join(plan.arch_list) or 'none'})",
+                   "use a variant whose torch covers this GPU (`provision plan` says which)", gpu=True,
+                   expect=list(plan.arch_list)),
+        ]
+    for e in exts.values():
+        checks.append(_check(f"import-{e.name}", "import", f"import {e.module}",
+                             f"rebuild {e.name}: provision apply {spec.name} --from-step build-{e.name}",
+                             module=e.module))
+        if e.nvcc != "none":
+            checks.append(_check(f"binary-{e.name}", "binary-arch", f"{e.name} carries SASS or PTX for the GPU",
+                                 f"rebuild {e.name} with TORCH_CUDA_ARCH_LIST={plan.torch_cuda_arch_list}: "
+                                 f"provision apply {spec.name} --from-step build-{e.name}",
+                                 module=e.module, expect=list(plan.arch_list),
+                                 **({"dist": e.name} if e.build == "wheel" else {})))
+        if e.build == "inplace":
+            checks.append(_check(f"shim-{e.name}", "pth-shim", f"the .pth shim of {e.name} points into the env",
+                                 f"rebuild {e.name} in place under the env (never /tmp)",
+                                 file=f"provision-{e.name}.pth", expect=f"{plan.prefix}/share/provision/ext/{e.name}"))
+    for i, c in enumerate(spec.checklist):
+        if isinstance(c, ImportCheck):
+            checks.append(_check(f"import:{c.module}", "import", f"import {c.module}",
+                                 f"reinstall the package that provides {c.module}", module=c.module))
+        elif isinstance(c, KernelCheck):
+            e = exts.get(c.extension)
+            if e is not None and e.smoke:
+                checks.append(_check(f"kernel-{e.name}", "kernel", f"{e.name} runs a kernel on the GPU",
+                                     f"rebuild {e.name} with TORCH_CUDA_ARCH_LIST={plan.torch_cuda_arch_list}",
+                                     gpu=True, code=e.smoke))
+        elif isinstance(c, ApiCheck):
+            checks.append(_check(f"api-{i}", "api", c.name, c.fix, code=c.code))
+        elif isinstance(c, FileCheck):
+            checks.append(_check(f"file-{i}", "file", f"{c.path} exists", "run provision seed", path=c.path))
+    for name, var in spec.env.items():
+        choices = getattr(var, "choices", None)
+        if choices:
+            checks.append(_check(f"env-{name}", "env-choice", f"{name} is one of {', '.join(choices)}",
+                                 f"export {name}={plan.env.get(name, choices[0])}", name=name, choices=list(choices)))
+    for r in spec.weights.huggingface:
+        checks.append(_check(f"hf-{r.repo}", "hf-offline", f"{r.repo} resolves with HF_HUB_OFFLINE=1",
+                             f"provision mirror {spec.name} --to BUNDLE && provision seed BUNDLE",
+                             required=not r.optional, repo=r.repo, revision=r.revision, files=list(r.files)))
+    for h in spec.weights.torch_hub:
+        checks.append(_check(f"torch-hub-{h.repo}", "torch-hub-offline", f"torch.hub finds {h.repo} offline",
+                             "provision seed BUNDLE places it; load with source='local' or a cached ref so "
+                             "torch.hub does not ask github.com first", repo=h.repo, ref=h.ref,
+                             checkpoints=[c.file for c in h.checkpoints]))
+    for u in spec.weights.urls:
+        checks.append(_check(f"weight-{u.name}", "file-checksum", f"{u.name} present and its checksum matches",
+                             "provision seed BUNDLE", path=_resolve(u.dest, plan), sha256=u.sha256, md5=u.md5))
+    checks.append(_check("port", "port", f"port {spec.app.port} is free and {spec.app.host} is reachable with the proxy variables set",
+                         "free the port or set " + (spec.app.port_env or "the app's port") + "; add localhost to NO_PROXY",
+                         port=spec.app.port, host=spec.app.host))
+    res = spec.resources
+    checks.append(_check("resources", "resources", "RAM, swap, VRAM and disk meet the spec",
+                         f"provision wslconfig {spec.name} (WSL2), or free disk space", required=False,
+                         ram_gb=res.ram_gb, swap_gb=res.swap_gb, vram_gb=res.vram_gb, disk_gb=res.disk_gb))
+    return {"schema": SCHEMA, "target": spec.name, "variant": plan.variant, "prefix": plan.prefix,
+            "spec_digest": plan.spec_digest, "checks": checks}

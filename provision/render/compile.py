@@ -1,0 +1,176 @@
+"""Compile stage: spec x host (x lockfile) -> every artifact of a target, as files.
+
+`artifacts_for` is pure (a dict of relative path -> text) so it is easy to test and
+deterministic by construction; `write_tree` is the one effect: it builds the directory
+beside the destination and swaps it in, so a reader never sees half of it, and it
+refuses to replace a directory provision did not write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from ..errors import LockError, ProvisionError, UsageError
+from ..host import HostFacts
+from ..lock import lockfile
+from ..lock.inputs import lock_inputs
+from ..offline.artifacts import Artifact, lock_artifacts, spec_artifacts
+from ..plan import Plan, PlanOptions, make_plan
+from ..spec import LoadedSpec
+from ..templating import render
+from .checklist import compile_checklist
+
+MARKER = "FILES.sha256"
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    lockdir: Path
+    plan: PlanOptions
+    windows_ram_gb: float = 32
+    windows_cpus: int = 16
+    require_lock: bool = True
+
+
+def _json(data: object) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def _quoted(a: Artifact) -> dict[str, object]:
+    return asdict(a) | {"url_q": shlex.quote(a.url), "dest_q": shlex.quote(a.dest),
+                          "files_q": [shlex.quote(f) for f in a.files]}
+
+
+def mirror_files(target: str, variant: str, arts: list[Artifact]) -> dict[str, str]:
+    """mirror/mirror.sh with its SHA256SUMS (and MD5SUMS where upstream gives only md5)."""
+    files = [a for a in arts if a.kind not in ("git", "hf-repo") and (a.sha256 or a.md5)]
+    sha = "".join(f"{a.sha256}  {a.dest}\n" for a in sorted(files, key=lambda a: a.dest) if a.sha256)
+    md5 = "".join(f"{a.md5}  {a.dest}\n" for a in sorted(files, key=lambda a: a.dest) if a.md5 and not a.sha256)
+    out = {
+        "mirror/mirror.sh": render(
+            "compile/mirror.sh.j2", target=target, variant=variant, md5=bool(md5),
+            files=[_quoted(a) for a in files],
+            git=[_quoted(a) for a in arts if a.kind == "git"],
+            hf=[_quoted(a) for a in arts if a.kind == "hf-repo"],
+            unchecked=[_quoted(a) for a in arts if a.kind == "torch-hub-source"]),
+        "mirror/SHA256SUMS": sha,
+        "mirror/artifacts.json": _json([a.as_dict() for a in arts]),
+    }
+    if md5:
+        out["mirror/MD5SUMS"] = md5
+    return out
+
+
+def _locked_variants_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> list[str]:
+    """Variants with a current lockfile that the plan accepts for this host (no blockers)."""
+    out = []
+    for k in loaded.spec.variants:
+        path = lockfile.lockfile_path(opts.lockdir, loaded.name, k)
+        if not path.is_file() or not lockfile.check(path, lock_inputs(loaded.spec, k)).fresh:
+            continue
+        try:
+            if not make_plan(loaded, host, replace(opts.plan, variant=k)).blockers:
+                out.append(k)
+        except ProvisionError:  # this variant cannot run here at all
+            continue
+    return out
+
+
+def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> tuple[Plan, dict[str, str]]:
+    spec = loaded.spec
+    plan = make_plan(loaded, host, opts.plan)
+    v = plan.variant
+    lock_path = lockfile.lockfile_path(opts.lockdir, spec.name, v)
+    lock = None
+    no_lock_reason = ""
+    if lock_path.is_file():
+        lock = lockfile.read(lock_path)
+        st = lockfile.check(lock_path, lock_inputs(spec, v))
+        if not st.fresh:
+            raise LockError(f"{lock_path} is stale for {spec.name}/{v}: the spec's pins changed since it was made",
+                            hint=f"provision lock {spec.name} --variant {v}")
+    elif opts.require_lock:
+        hint = f"provision lock {spec.name} --variant {v}, or compile everything else with --no-lock"
+        locked = [] if opts.plan.variant else _locked_variants_for(loaded, host, opts)
+        if locked:
+            hint += f"; or take a variant that is locked and fits this host: --variant {' / '.join(locked)}"
+        raise LockError(f"no lockfile for {spec.name}/{v} (the variant the plan chose for this host): {lock_path}",
+                        hint=hint)
+    else:
+        no_lock_reason = f"{lock_path} does not exist; make it with `provision lock {spec.name} --variant {v}`"
+
+    env = sorted((k, shlex.quote(val)) for k, val in plan.env.items())
+    ctx = {"target": spec.name, "variant": v, "env": env, "prefix": plan.prefix, "prefix_q": shlex.quote(plan.prefix)}
+    files: dict[str, str] = {
+        "plan.json": _json(plan.model_dump(mode="json")),
+        "activate.sh": render("compile/activate.sh.j2", **ctx),
+        f"etc/conda/activate.d/provision-{spec.name}.sh": render("compile/conda-activate.sh.j2", **ctx),
+        f"etc/conda/deactivate.d/provision-{spec.name}.sh": render("compile/conda-deactivate.sh.j2", **ctx),
+    }
+    shims = []
+    for e in spec.extensions_for(v):
+        if e.build == "inplace":
+            shims.append(e.name)
+            files[f"site-packages/provision-{e.name}.pth"] = render(
+                "compile/pth.j2", name=e.name, path=f"{plan.prefix}/share/provision/ext/{e.name}")
+    pins = lockfile.pip_pins(lock) if lock is not None else None
+    if lock is not None:
+        files["conda-lock.yml"] = lock_path.read_text()
+        files["requirements.txt"] = render("requirements.txt.j2", target=spec.name, variant=v, pins=pins,
+                                           git=[p for p in pins or [] if p.git])
+    files["checklist.json"] = _json(compile_checklist(spec, plan, pins))
+    arts = spec_artifacts(spec, v) + (lock_artifacts(lock) if lock is not None else [])
+    files.update(mirror_files(spec.name, v, arts))
+    wsl = bool(host.wsl)
+    if wsl:
+        from ..wsl.file import render_fresh, values_for
+
+        wsl2, exp, reasons, _ = values_for(spec, opts.windows_ram_gb, opts.windows_cpus, None, None, None)
+        files["wslconfig/.wslconfig"] = render_fresh(spec, opts.windows_ram_gb, opts.windows_cpus, wsl2, exp, reasons)
+    files["README.md"] = render(
+        "compile/README.md.j2", target=spec.name, variant=v, host_label=plan.host_label or "this host",
+        spec_digest=plan.spec_digest, variant_reason=plan.variant_reason, torch=plan.torch, cuda=plan.cuda,
+        arch_list=plan.torch_cuda_arch_list, nvcc_reason=plan.nvcc.reason, prefix=plan.prefix, lock=lock is not None,
+        shims=shims, artifact_count=len(arts), wslconfig=wsl, no_lock_reason=no_lock_reason,
+        blockers=[b.model_dump() for b in plan.blockers], warnings=[w.model_dump() for w in plan.warnings])
+    files[MARKER] = "".join(f"{hashlib.sha256(t.encode()).hexdigest()}  {p}\n" for p, t in sorted(files.items()))
+    return plan, files
+
+
+EXECUTABLE = ("activate.sh", "mirror/mirror.sh")
+
+
+def write_tree(files: dict[str, str], out: Path) -> None:
+    """Write `files` under `out` all at once. An existing `out` must be empty or ours."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file())):
+        raise UsageError(f"{out} exists and was not written by provision compile",
+                         hint="choose an empty or new directory for --out; provision never overwrites your files")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for rel, text in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+            if rel in EXECUTABLE:
+                p.chmod(0o755)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+__all__ = ["CompileOptions", "artifacts_for", "write_tree"]

@@ -1,0 +1,25 @@
+"""Spec stage: a target's YAML (and the fragments it includes) -> a validated `LoadedSpec`.
+
+    fields.py   the strict base model and the field checks models share
+    models.py   the target schema (sources, packages, variants, extensions, env, app, checklist)
+    weights.py  Hugging Face repos, URL weights and torch.hub repos
+    rules.py    rules that relate one part of a spec to another
+    yamlloc.py  YAML loading that keeps file:line for every value
+    load.py     includes, validation, located errors, the spec digest
+
+Every later stage receives a `LoadedSpec`, never YAML.
+"""
+
+from .load import LoadedSpec, load_spec, load_target, resolve_target, target_paths
+from .models import (ApiCheck, App, Check, Conda, CondaPackage, CudaToolkit, EnvVar, Extension, FileCheck, GitSource,
+                     HostConstraints, ImportCheck, Index, KernelCheck, Override, Pip, PipPackage, Resources,
+                     SdistSource, TargetSpec, Upstream, UpstreamPathSource, Variant)
+from .weights import Checksum, HFRepo, HubCheckpoint, TorchHubRepo, UrlWeight, Weights
+
+__all__ = [
+    "ApiCheck", "App", "Check", "Checksum", "Conda", "CondaPackage", "CudaToolkit", "EnvVar", "Extension",
+    "FileCheck", "GitSource", "HFRepo", "HostConstraints", "HubCheckpoint", "ImportCheck", "Index", "KernelCheck",
+    "LoadedSpec", "Override", "Pip", "PipPackage", "Resources", "SdistSource", "TargetSpec", "TorchHubRepo",
+    "Upstream", "UpstreamPathSource", "UrlWeight", "Variant", "Weights", "load_spec", "load_target", "resolve_target",
+    "target_paths",
+]
