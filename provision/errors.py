@@ -25,6 +25,9 @@ class ProvisionError(Exception):
             out.append(f"hint: {self.hint}")
         return out
 
+    def as_dict(self) -> dict[str, str | None]:
+        return {"error": self.message, "hint": self.hint}
+
 
 @dataclass(frozen=True)
 class SpecProblem:

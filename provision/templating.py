@@ -1,21 +1,88 @@
-"""Render stage: typed models in, text out, through jinja2 templates in templates/.
+"""Text out of typed data, through the jinja2 templates in templates/: the one jinja2 user.
 
-Only this module knows jinja2. Templates get plain dicts (models dumped at the boundary)
-and fail loudly on a missing name (StrictUndefined) rather than printing an empty string.
+Every value a template prints goes through one escaping step chosen by the output's
+language (jinja2's `finalize`), so a template cannot forget it:
+
+- shell scripts (`*.sh.j2`): shlex-quoted; a value holding a newline or another control
+  character is refused (no quoting makes a newline safe inside a comment);
+- line-oriented files (.pth shims, requirements.txt, .wslconfig, lockfile headers): a value
+  must be one line; a .pth line that would start with `import` (which Python executes) is refused;
+- everything else (Markdown, plain text): printed as it is.
+
+Output that is deliberately raw shell (a fragment provision itself wrote) is wrapped in
+`Raw` by the caller, or marked `| safe` in a template (a macro's output, already quoted
+inside), and stays rare. Templates fail loudly on a missing name (StrictUndefined).
 """
 
 from __future__ import annotations
 
+import shlex
 from functools import lru_cache
 from typing import Any
 
+from markupsafe import Markup
+
+from .errors import ProvisionError
+from .ids import CONTROL
 from .settings import templates_dir
 
 
-@lru_cache(maxsize=1)
-def _env():  # type: ignore[no-untyped-def]
+class Raw(str):
+    """A value that is already safe in its output language (provision wrote it); printed unquoted."""
+
+
+class UnsafeValue(ProvisionError):
+    """A value that cannot be written safely into a generated file (a newline in a path, say)."""
+
+
+def _refuse(value: str, template: str, why: str) -> None:
+    raise UnsafeValue(f"{template}: refusing to write {value[:80]!r}: {why}",
+                      hint="this value came from a spec, a host file or the command line: remove the control "
+                           "character (a newline or a tab) from it")
+
+
+def _shell(template: str):  # type: ignore[no-untyped-def]
+    def finalize(value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, (Raw, Markup)):  # provision's own text (`| safe` in a template): as it is
+            return value
+        text = str(value)
+        if CONTROL.search(text):
+            _refuse(text, template, "it holds a control character, which no shell quoting makes safe everywhere")
+        return shlex.quote(text)
+    return finalize
+
+
+def _lines(template: str, pth: bool):  # type: ignore[no-untyped-def]
+    def finalize(value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        text = str(value)
+        if CONTROL.search(text):
+            _refuse(text, template, "every value in this file must stay on its own line")
+        if pth and text.lstrip().startswith("import"):
+            _refuse(text, template, "a .pth line starting with `import` is code Python runs at start-up")
+        return text
+    return finalize
+
+
+def language(template: str) -> str:
+    name = template.rsplit("/", 1)[-1]
+    if name.endswith(".sh.j2"):
+        return "shell"
+    if name == "pth.j2":
+        return "pth"
+    if name in ("requirements.txt.j2", "wslconfig.j2", "conda-lock-header.j2"):
+        return "lines"
+    return "text"
+
+
+@lru_cache(maxsize=32)
+def _env(lang: str, template: str):  # type: ignore[no-untyped-def]
     import jinja2
 
+    finalize = {"shell": _shell(template), "pth": _lines(template, True), "lines": _lines(template, False)}.get(lang)
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
@@ -23,8 +90,12 @@ def _env():  # type: ignore[no-untyped-def]
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        finalize=finalize,
     )
 
 
 def render(template: str, **context: Any) -> str:
-    return _env().get_template(template).render(**context)
+    lang = language(template)
+    # one environment per language; the template name only labels the error messages
+    env = _env(lang, template if lang != "text" else "")
+    return env.get_template(template).render(**context)

@@ -22,7 +22,7 @@ class Dotted:
 
     def __init__(self, text: str) -> None:
         text = str(text).strip()
-        if not _DOTTED.match(text):
+        if not _DOTTED.fullmatch(text):
             raise ValueError(f"{text!r} is not a dotted version like 12.1 or 535.183.01")
         self.text = text
         self.parts = tuple(int(p) for p in text.split("."))

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "provision"
 
 # Lowest first. A module may import its own stage and the stages before it, never after.
-BOTTOM = {"errors", "settings", "versions", "fsutil", "templating"}
+BOTTOM = {"errors", "settings", "versions", "fsutil", "templating", "ids", "paths", "secrets", "readers"}
 STAGES = ["spec", "host", "lock", "plan", "offline", "wsl", "render", "verify", "apply", "cli"]
 MAX_LINES = 400
 LONG_REASON = "Longer than 400 lines because"

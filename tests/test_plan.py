@@ -236,7 +236,7 @@ def test_cli_blockers_exit_2() -> None:
 @pytest.mark.parametrize("content,words", [
     ("{not json", "not valid JSON"),
     ('{"cpu_count": 0, "ram_gb": 1, "swap_gb": 0}', "cpu_count"),
-    ('{"cpu_count": 2, "ram_gb": 8, "swap_gb": 0, "gpus": [{"name": "x"}]}', "gpus.0.compute_capability"),
+    ('{"cpu_count": 2, "ram_gb": 8, "swap_gb": 0, "gpus": [{"name": "x"}]}', "gpus[0].compute_capability"),
 ])
 def test_bad_host_file_is_a_clear_error(tmp_path: Path, content: str, words: str) -> None:
     f = tmp_path / "host.json"

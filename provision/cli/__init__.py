@@ -11,34 +11,52 @@ import sys
 import typer
 
 from ..errors import ProvisionError
+from ..secrets import redact
 from .app import app
 
 # Each module registers its commands on `app`; this order is the order `--help` lists them.
 from . import specs, hosts, locks, offline, envs  # noqa: E402, F401  # isort: skip
 
 
+def _kind(e: BaseException, name: str) -> bool:
+    """By class name, so click's exceptions and typer's vendored copies of them (typer >= 0.29
+    raises `typer._click.exceptions.*`, not click's) are both recognised."""
+    return any(c.__name__ == name for c in type(e).__mro__)
+
+
+def _say(text: str) -> None:
+    typer.echo(redact(text), err=True)
+
+
 def main() -> None:
-    """Entry point: run the app, turning known errors into messages and exit codes."""
+    """Entry point: run the app, turning every anticipated failure into a message and an exit code.
+
+    0 ok; 1 warnings (--strict), stale lockfiles, failed downloads, kept files; 2 bad input, a
+    refused plan or lock, a failed check or step, a file that cannot be written; 3 an index or
+    channel out of reach; 130 interrupted. A traceback is a bug."""
     try:
         rc = app(standalone_mode=False)  # click returns the code of typer.Exit here
     except ProvisionError as e:
         for line in e.lines():
-            typer.echo(line, err=True)
+            _say(line)
         sys.exit(e.exit_code)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        _say("interrupted")
         sys.exit(130)
-    except Exception as e:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
+    except Exception as e:  # usage errors arrive here in standalone_mode=False
+        if _kind(e, "Exit"):
+            sys.exit(getattr(e, "exit_code", 0))
+        if _kind(e, "Abort"):
+            _say("aborted")
+            sys.exit(130)
+        if _kind(e, "ClickException"):
+            e.show()  # type: ignore[attr-defined]
+            sys.exit(2 if _kind(e, "UsageError") else getattr(e, "exit_code", 2))
+        if isinstance(e, OSError):  # a full disk, a read-only file, a directory where a file should be
+            where = f"{e.filename}: " if e.filename else ""
+            _say(f"error: {where}{e.strerror or e}")
+            _say("hint: free space, fix the permissions, or give another path; nothing else was changed")
+            sys.exit(2)
         raise
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ..secrets import redact, redact_obj
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -22,8 +24,13 @@ HostOpt = typer.Option(None, "--host", help="Plan for the machine described by t
 VariantOpt = typer.Option(None, "--variant", help="Use this variant instead of the one the host allows.")
 
 
+def echo(text: object = "", err: bool = False, nl: bool = True) -> None:
+    """Every line the CLI prints goes through here: secrets are masked on the way out."""
+    typer.echo(redact(str(text)), err=err, nl=nl)
+
+
 def echo_json(data: object) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=False))
+    echo(json.dumps(redact_obj(data), indent=2, sort_keys=False))
 
 
 def host_for(path: Optional[Path], target_port: int | None = None):  # type: ignore[no-untyped-def]
@@ -49,4 +56,4 @@ def human(n: int | None) -> str:
 
 
 def echo_problem(label: str, p) -> None:  # type: ignore[no-untyped-def]
-    typer.echo(f"{label}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""), err=True)
+    echo(f"{label}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else ""), err=True)

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo_json, host_for
+from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for
 
 
 @app.command("verify")
@@ -62,7 +62,7 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
             echo_json({"preflight": rows, "exit_code": code})
         else:
             for r in rows:
-                typer.echo(f"{r['status']:<4}  {r['name']:<22}  {r['detail']}" + (f"\n      fix: {r['fix']}" if r.get("fix") else ""))
+                echo(f"{r['status']:<4}  {r['name']:<22}  {r['detail']}" + (f"\n      fix: {r['fix']}" if r.get("fix") else ""))
         raise typer.Exit(code)
     if checklist_file is not None:
         checklist = json.loads(checklist_file.read_text())
@@ -87,13 +87,13 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
     else:
         width = min(48, max(len(o.title) for o in outcomes))
         for o in outcomes:
-            typer.echo(f"{o.status:<7} {o.title[:width]:<{width}}  {o.detail}")
+            echo(f"{o.status:<7} {o.title[:width]:<{width}}  {o.detail}")
             if o.status in ("fail", "warn"):
                 if o.why:
-                    typer.echo(f"{'':<7} {'':<{width}}  why: {o.why}")
+                    echo(f"{'':<7} {'':<{width}}  why: {o.why}")
                 if o.fix:
-                    typer.echo(f"{'':<7} {'':<{width}}  fix: {o.fix}")
-        typer.echo(", ".join(f"{v} {k}" for k, v in counts.items()) + ("" if gpu else "  (no GPU: GPU checks skipped, not passed)"))
+                    echo(f"{'':<7} {'':<{width}}  fix: {o.fix}")
+        echo(", ".join(f"{v} {k}" for k, v in counts.items()) + ("" if gpu else "  (no GPU: GPU checks skipped, not passed)"))
     raise typer.Exit(code)
 
 
@@ -134,4 +134,4 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
     opts = ApplyOptions(lockdir=lockdir or lockfiles_dir(), offline=offline, bundle=bundle, dry_run=dry_run,
                         from_step=from_step, venv=venv, python=python, sources=sources, existing=existing,
                         cache=not no_cache, progress=sys.stderr.isatty())
-    raise typer.Exit(apply(loaded, host, plan_, opts, echo=typer.echo))
+    raise typer.Exit(apply(loaded, host, plan_, opts, echo=echo))

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo_json, host_for
+from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for
 
 
 @app.command()
@@ -33,11 +33,11 @@ def doctor(target: Optional[str] = typer.Argument(None, help="Also check this ta
     else:
         width = max(len(c.name) for c in checks)
         for c in checks:
-            typer.echo(f"{c.status:<4}  {c.name:<{width}}  {c.detail}")
+            echo(f"{c.status:<4}  {c.name:<{width}}  {c.detail}")
             if c.fix:
-                typer.echo(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
+                echo(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
         if save is not None:
-            typer.echo(f"host facts written to {save}")
+            echo(f"host facts written to {save}")
     raise typer.Exit(code)
 
 
@@ -62,7 +62,7 @@ def plan(target: str = typer.Argument(..., help="Target name or spec file."),
     if as_json:
         echo_json(result.model_dump(mode="json"))
     else:
-        typer.echo(render("plan.txt.j2", plan=result.model_dump(mode="json")), nl=False)
+        echo(render("plan.txt.j2", plan=result.model_dump(mode="json")), nl=False)
     raise typer.Exit(2 if result.blockers else 0)
 
 
@@ -93,5 +93,5 @@ def wslconfig(target: str = typer.Argument(..., help="Target name or spec file."
                        processors=processors, swap=swap, mirrored=mirrored, dns_tunneling=dns_tunneling,
                        auto_proxy=auto_proxy, localhost_forwarding=localhost_forwarding, swap_file=swap_file,
                        auto_memory_reclaim=auto_memory_reclaim, sparse_vhd=sparse_vhd, write=write, path=path,
-                       lint_only=lint_only, dry_run=dry_run, echo=typer.echo)
+                       lint_only=lint_only, dry_run=dry_run, echo=echo)
     raise typer.Exit(code)

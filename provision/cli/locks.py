@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import ProvisionError, UsageError
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo_json, host_for
+from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for
 
 
 @app.command()
@@ -45,9 +45,9 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
             echo_json([r.as_dict() for r in results])
         else:
             for r in results:
-                typer.echo(f"{r.status:<7}  {display_path(r.path)}  {r.detail}")
+                echo(f"{r.status:<7}  {display_path(r.path)}  {r.detail}")
             if not results:
-                typer.echo("no lockfiles to check")
+                echo("no lockfiles to check")
         raise typer.Exit(1 if bad else 0)
     if target is None:
         raise UsageError("which target?", hint="provision lock TARGET (`provision list` shows them)")
@@ -58,7 +58,7 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
     done, failed = [], []
     for v in variants_to_lock(loaded, variant, all_variants):
         if not as_json:
-            typer.echo(f"locking {loaded.name}/{v} for {platform} ...", err=True)
+            echo(f"locking {loaded.name}/{v} for {platform} ...", err=True)
         try:
             r = lock_variant(loaded, v, opts)
         except ProvisionError as e:
@@ -67,12 +67,12 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
             failed.append({"variant": v, "error": e.message, "hint": e.hint})
             if not as_json:
                 for line in e.lines():
-                    typer.echo(f"  {line}", err=True)
+                    echo(f"  {line}", err=True)
             continue
         done.append(r)
         if not as_json:
             what = "wrote" if r.written else "unchanged"
-            typer.echo(f"{what} {display_path(r.path)}: {r.conda} conda, {r.pip} pip, {r.git} git packages "
+            echo(f"{what} {display_path(r.path)}: {r.conda} conda, {r.pip} pip, {r.git} git packages "
                        f"in {r.seconds:.1f} s")
     if as_json:
         echo_json({"locked": [r.as_dict() for r in done], "failed": failed})
@@ -110,7 +110,7 @@ def compile_(target: str = typer.Argument(..., help="Target name or spec file.")
         echo_json({"out": display_path(out), "variant": result.variant, "files": sorted(files),
                     "blockers": [b.model_dump() for b in result.blockers]})
     else:
-        typer.echo(f"wrote {len(files)} files for {loaded.name}/{result.variant} to {display_path(out)}")
+        echo(f"wrote {len(files)} files for {loaded.name}/{result.variant} to {display_path(out)}")
         for b in result.blockers:
-            typer.echo(f"blocker: {b.what}\n  fix: {b.fix}", err=True)
+            echo(f"blocker: {b.what}\n  fix: {b.fix}", err=True)
     raise typer.Exit(2 if result.blockers else 0)

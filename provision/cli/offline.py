@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .app import JsonOpt, VariantOpt, app, echo_json, echo_problem, host_for, human
+from .app import JsonOpt, VariantOpt, app, echo, echo_json, echo_problem, host_for, human
 
 
 @app.command()
@@ -67,8 +67,8 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
                         "problems": [p.as_dict() for p in problems]})
         else:
             for e in entries:
-                typer.echo(f"{e.kind:<20} {human(e.size):>9}  {e.name}")
-            typer.echo(f"{len(entries)} artifacts, {human(total)}" + (f" + {unknown} of unknown size" if unknown else "")
+                echo(f"{e.kind:<20} {human(e.size):>9}  {e.name}")
+            echo(f"{len(entries)} artifacts, {human(total)}" + (f" + {unknown} of unknown size" if unknown else "")
                        + f"; {len(have)} already in {display_path(to)}")
             for p in problems:
                 echo_problem("problem" if p.fatal else "warning", p)
@@ -105,7 +105,7 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
     if builds_from is not None:
         builds = m.add_builds(bundle, builds_from, spec.name)
         if not as_json:
-            typer.echo(f"{len(builds)} cached extension build file(s) from {builds_from} added")
+            echo(f"{len(builds)} cached extension build file(s) from {builds_from} added")
     failed = [p for p in problems if p.fatal] + report.failed
     warnings = [p for p in problems if not p.fatal]
     if as_json:
@@ -113,9 +113,9 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
                     "failed": [p.as_dict() for p in failed], "warnings": [p.as_dict() for p in warnings]})
     else:
         if not report.downloaded and not report.failed:
-            typer.echo(f"{display_path(to)}: complete, nothing to download ({len(report.skipped)} artifacts)")
+            echo(f"{display_path(to)}: complete, nothing to download ({len(report.skipped)} artifacts)")
         else:
-            typer.echo(f"{display_path(to)}: {len(report.downloaded)} downloaded ({human(report.bytes_fetched)}), "
+            echo(f"{display_path(to)}: {len(report.downloaded)} downloaded ({human(report.bytes_fetched)}), "
                        f"{len(report.skipped)} already there, {len(failed)} failed")
         for p in failed:
             echo_problem("failed", p)
@@ -162,14 +162,14 @@ def seed(bundle_dir: Path = typer.Argument(..., help="A bundle made by `provisio
         echo_json({"dry_run": dry_run, "actions": [a.as_dict() for a in rep.actions], "counts": counts, "env": rep.env})
     else:
         verb = "would write" if dry_run else "wrote"
-        typer.echo(f"{bundle_dir}: {len(b.entries)} artifacts verified; {verb} {counts.get('new', 0) + counts.get('replaced', 0)}, "
+        echo(f"{bundle_dir}: {len(b.entries)} artifacts verified; {verb} {counts.get('new', 0) + counts.get('replaced', 0)}, "
                    f"{counts.get('same', 0)} already in place, {counts.get('conflict', 0)} kept (content differs)")
         for a in rep.conflicts:
-            typer.echo(f"kept: {a.dst} differs from the bundle's {a.what}" + ("" if force else " (--force replaces it, keeping a .bak)"), err=True)
+            echo(f"kept: {a.dst} differs from the bundle's {a.what}" + ("" if force else " (--force replaces it, keeping a .bak)"), err=True)
         if not dry_run and prefix is not None:
-            typer.echo("activation now sets them: " + (", ".join(str(w) for w in written) or
+            echo("activation now sets them: " + (", ".join(str(w) for w in written) or
                                                        f"no etc/conda/activate.d in {prefix}"))
-        typer.echo("export these (the app then never reaches for the network):")
+        echo("export these (the app then never reaches for the network):")
         for k, v in rep.env.items():
-            typer.echo(f"  export {k}={v}")
+            echo(f"  export {k}={v}")
     raise typer.Exit(1 if rep.conflicts and not force else 0)

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import SpecError
-from .app import JsonOpt, app, echo_json
+from .app import JsonOpt, app, echo, echo_json
 
 
 @app.command("list")
@@ -26,7 +26,7 @@ def list_targets(as_json: bool = JsonOpt) -> None:
         return
     width = max((len(r["name"]) for r in rows), default=0)
     for r in rows:
-        typer.echo(f"{r['name']:<{width}}  {r['description']}  [{', '.join(r['variants'])}]")
+        echo(f"{r['name']:<{width}}  {r['description']}  [{', '.join(r['variants'])}]")
 
 
 @app.command()
@@ -43,7 +43,7 @@ def show(target: str = typer.Argument(..., help="Target name (see `provision lis
     else:
         import yaml
 
-        typer.echo(yaml.safe_dump(data, sort_keys=False, width=100), nl=False)
+        echo(yaml.safe_dump(data, sort_keys=False, width=100), nl=False)
 
 
 @app.command()
@@ -65,15 +65,15 @@ def validate(files: Optional[List[Path]] = typer.Argument(None, help="Spec files
                             "problems": [vars(pr) for pr in e.problems]})
             if not as_json:
                 for line in e.lines():
-                    typer.echo(line, err=True)
+                    echo(line, err=True)
     if as_json:
         echo_json(results)
     else:
         for r in results:
             if r["ok"]:
-                typer.echo(f"ok   {r['file']}")
+                echo(f"ok   {r['file']}")
         if failed:
             n = sum(len(r["problems"]) for r in results)
-            typer.echo(f"{n} problem(s) in {sum(not r['ok'] for r in results)} of {len(results)} spec(s)", err=True)
+            echo(f"{n} problem(s) in {sum(not r['ok'] for r in results)} of {len(results)} spec(s)", err=True)
     if failed:
         raise typer.Exit(2)

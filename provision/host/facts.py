@@ -8,37 +8,67 @@ tests need no GPU. Pure data: no probing happens in this module.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
 from ..errors import HostFileError
+from ..ids import check_text
+from ..readers import InputError, load_json
+from ..secrets import redact
 from ..versions import Dotted
 
 HOST_SCHEMA_VERSION = 1
 
 
+def _fits(pattern: str, looks_like: str):  # type: ignore[no-untyped-def]
+    def check(v: str) -> str:
+        if not re.fullmatch(pattern, v):
+            raise ValueError(f"{v!r} is not {looks_like}")
+        return v
+    return AfterValidator(check)
+
+
+def _text(limit: int = 1000):  # type: ignore[no-untyped-def]
+    return AfterValidator(lambda v: check_text(v, "a value", limit))
+
+
+Text = Annotated[StrictStr, _text()]
+LongText = Annotated[StrictStr, _text(20_000)]
+Word = Annotated[StrictStr, _fits(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", "a short name (letters, digits, . _ + -)")]
+# "8.6", "12.0": a major and a minor; "86", "sm_86", "" and "8.6.1" are mistakes, not capabilities
+ComputeCapability = Annotated[StrictStr, _fits(r"\d{1,2}\.\d", "a compute capability like 8.6 or 12.0 (major.minor; "
+                                                               "sm_86 is written 8.6)")]
+CudaVersion = Annotated[StrictStr, _fits(r"\d{1,2}\.\d{1,2}", "a CUDA version like 12.4 (major.minor)")]
+DriverVersion = Annotated[StrictStr, _fits(r"\d{2,4}(\.\d{1,3}){1,3}", "an NVIDIA driver version like 535.183.01")]
+ToolVersion = Annotated[StrictStr, _fits(r"\d{1,4}(\.\d{1,6}){0,3}", "a version like 11.4.0")]
+Path_ = Annotated[StrictStr, _text(4096)]
+Gb = Annotated[float, Field(ge=0, le=1e6)]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class GPU(_Model):
-    index: int = 0
-    name: str
-    compute_capability: str  # "8.6", "12.0"
-    memory_gb: float
+    index: int = Field(default=0, ge=0, le=1023)
+    name: Text
+    compute_capability: ComputeCapability  # "8.6", "12.0"
+    memory_gb: Gb
 
 
 class Nvcc(_Model):
-    path: str
-    version: str  # "12.4"
+    path: Path_
+    version: CudaVersion  # "12.4"
     on_path: bool = False  # the one `nvcc` resolves to
 
 
 class Compiler(_Model):
-    path: str
-    name: str  # gcc, clang
-    version: str  # "11.4.0"
+    path: Path_
+    name: Word  # gcc, clang
+    version: ToolVersion  # "11.4.0"
     lto: bool | None = None  # gcc finds its lto-wrapper (builds that link with -flto need it); None: not asked
 
 
@@ -48,31 +78,37 @@ LTO_FIX = ("build with a complete gcc: export CXX=/usr/bin/g++ CC=/usr/bin/gcc "
 
 
 class HostFacts(_Model):
-    schema_version: int = HOST_SCHEMA_VERSION
-    label: str | None = None  # free text: "RTX 3090, WSL2, field note 000"
-    os: str = "linux"
-    distro: str | None = None
-    kernel: str | None = None
-    arch: str = "x86_64"
+    schema_version: Literal[1] = HOST_SCHEMA_VERSION
+    label: Text | None = None  # free text: "RTX 3090, WSL2, field note 000"
+    os: Word = "linux"
+    distro: Text | None = None
+    kernel: Text | None = None
+    arch: Word = "x86_64"
     wsl: bool = False
-    windows_build: str | None = None
-    glibc: str | None = None
-    cpu_count: int = Field(ge=1)
-    ram_gb: float = Field(gt=0)  # total memory the OS (or the WSL VM) sees
-    swap_gb: float = Field(ge=0)
-    disk_free_gb: dict[str, float] = Field(default_factory=dict)  # path -> free GB
-    driver_version: str | None = None
-    driver_cuda: str | None = None  # highest CUDA the driver supports (nvidia-smi's "CUDA Version")
-    gpus: list[GPU] = Field(default_factory=list)
-    gpu_source: str = "none"  # nvml, nvidia-smi, fixture, none
-    gpu_error: str | None = None  # why no GPU could be read, when none was
-    nvcc: list[Nvcc] = Field(default_factory=list)
+    windows_build: Text | None = None
+    glibc: Text | None = None
+    cpu_count: int = Field(ge=1, le=65536)
+    ram_gb: float = Field(gt=0, le=1e6)  # total memory the OS (or the WSL VM) sees
+    swap_gb: Gb
+    disk_free_gb: dict[Path_, Gb] = Field(default_factory=dict)  # path -> free GB
+    driver_version: DriverVersion | None = None
+    driver_cuda: CudaVersion | None = None  # highest CUDA the driver supports (nvidia-smi's "CUDA Version")
+    gpus: list[GPU] = Field(default_factory=list, max_length=1024)
+    gpu_source: Word = "none"  # nvml, nvidia-smi, fixture, none
+    gpu_error: LongText | None = None  # why no GPU could be read, when none was
+    nvcc: list[Nvcc] = Field(default_factory=list, max_length=64)
     cxx: Compiler | None = None
-    conda: dict[str, str] = Field(default_factory=dict)  # conda/mamba/micromamba -> path
-    pythons: dict[str, str] = Field(default_factory=dict)  # path -> version
-    proxies: dict[str, str] = Field(default_factory=dict)  # name -> value, passwords masked
-    no_proxy: str | None = None
-    ports_in_use: list[int] = Field(default_factory=list)
+    conda: dict[Word, Path_] = Field(default_factory=dict)  # conda/mamba/micromamba -> path
+    pythons: dict[Path_, ToolVersion] = Field(default_factory=dict)  # path -> version
+    proxies: dict[Word, Text] = Field(default_factory=dict)  # name -> value, credentials masked
+    no_proxy: LongText | None = None
+    ports_in_use: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list, max_length=65535)
+
+    @field_validator("proxies")
+    @classmethod
+    def _masked(cls, v: dict[str, str]) -> dict[str, str]:
+        """A host file never carries a proxy password, whoever wrote it."""
+        return {k: redact(x) for k, x in v.items()}
 
     @property
     def proxy_set(self) -> bool:
@@ -93,18 +129,24 @@ class HostFacts(_Model):
 
 
 def load_host(path: Path) -> HostFacts:
-    """Read a host file; errors name the file and the field."""
+    """Read a host file (UTF-8 or UTF-16, as PowerShell's `>` writes); errors name the file and each field."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HostFileError(f"{path}: no such host file",
-                            hint="write one on the target machine with `provision doctor --save host.json`") from None
-    except json.JSONDecodeError as e:
-        raise HostFileError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        data = load_json(path, "a host file", max_bytes=1 << 20)
+    except InputError as e:
+        raise HostFileError(e.message, hint=e.hint or "write one on the target machine with "
+                                                     "`provision doctor --save host.json`") from None
+    if not isinstance(data, dict):
+        raise HostFileError(f"{path}: a host file is a JSON object, not {type(data).__name__}",
+                            hint="write one with `provision doctor --save host.json`")
     try:
         return HostFacts.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise HostFileError(f"{path}: {where}: {first['msg']}",
-                            hint=f"{len(e.errors())} problem(s); compare with `provision doctor --json`") from None
+        errs = e.errors(include_url=False)
+        lines = []
+        for err in errs[:5]:
+            where = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in err["loc"]).lstrip(".")
+            lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        more = f" (and {len(errs) - 5} more)" if len(errs) > 5 else ""
+        raise HostFileError(f"{path}: " + "; ".join(lines) + more,
+                            hint="fix those fields, or write the file anew on that machine with "
+                                 "`provision doctor --save host.json`") from None

@@ -16,8 +16,11 @@ import socket
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import ValidationError
+
+from ..ids import CONTROL
+from ..secrets import redact
 from .facts import GPU, Compiler, HostFacts, Nvcc
 
 Runner = Callable[[list[str]], "str | None"]
@@ -43,10 +46,10 @@ def probe(paths: Mapping[str, Path] | None = None, ports: tuple[int, ...] = (786
     kernel = platform.release()
     wsl = is_wsl(kernel)
     gpus, driver, driver_cuda, source, gpu_error = probe_gpus(run, wsl)
-    return HostFacts(
+    return _facts(
         os=platform.system().lower(),
-        distro=osr,
-        kernel=kernel,
+        distro=_clean(osr),
+        kernel=_clean(kernel),
         arch=platform.machine(),
         wsl=wsl,
         windows_build=windows_build(run) if wsl else None,
@@ -65,9 +68,24 @@ def probe(paths: Mapping[str, Path] | None = None, ports: tuple[int, ...] = (786
         conda={t: p for t in ("conda", "mamba", "micromamba") if (p := shutil.which(t))},
         pythons=find_pythons(run),
         proxies=mask_proxies(env),
-        no_proxy=env.get("NO_PROXY") or env.get("no_proxy"),
+        no_proxy=_clean(env.get("NO_PROXY") or env.get("no_proxy")),
         ports_in_use=[p for p in ports if not port_free(p)],
     )
+
+
+def _facts(**fields: object) -> HostFacts:
+    """HostFacts from what the machine said; a field it answered with nonsense is left out (with
+    its default), never a traceback: a strange `uname -m` must not stop `provision doctor`."""
+    for _ in range(len(fields)):
+        try:
+            return HostFacts(**fields)  # type: ignore[arg-type]
+        except ValidationError as e:
+            bad = {str(err["loc"][0]) for err in e.errors() if err["loc"]}
+            defaults = {k: f.get_default(call_default_factory=True) for k, f in HostFacts.model_fields.items()}
+            for k in bad:
+                fields[k] = defaults.get(k)
+            fields["gpu_error"] = (f"{fields.get('gpu_error') or ''} (unreadable: {', '.join(sorted(bad))})").strip()
+    return HostFacts(**fields)  # type: ignore[arg-type]
 
 
 # --- memory, OS --------------------------------------------------------------------------
@@ -188,14 +206,18 @@ def parse_smi_query(text: str) -> tuple[list[GPU], str | None]:
         parts = [p.strip() for p in line.split(",")]
         if len(parts) < 5:
             continue
-        idx, name, cc, mem_mib, driver = parts[:5]
-        gpus.append(GPU(index=int(idx), name=name, compute_capability=cc,
-                        memory_gb=round(float(mem_mib) / 1024, 1)))
+        idx, name, cc, mem_mib, drv = parts[:5]
+        try:  # "[N/A]" and friends: a GPU nvidia-smi cannot describe is left out, not a crash
+            gpus.append(GPU(index=int(idx), name=_clean(name) or "unknown", compute_capability=cc,
+                            memory_gb=round(float(mem_mib) / 1024, 1)))
+        except (ValueError, ValidationError):
+            continue
+        driver = drv if re.fullmatch(r"\d{2,4}(\.\d{1,3}){1,3}", drv) else driver
     return gpus, driver
 
 
 def parse_smi_cuda(header: str) -> str | None:
-    m = re.search(r"CUDA Version:\s*([\d.]+)", header)
+    m = re.search(r"CUDA Version:\s*(\d{1,2}\.\d{1,2})\b", header)
     return m.group(1) if m else None
 
 
@@ -268,18 +290,11 @@ def find_pythons(run: Runner) -> dict[str, str]:
 # --- network -----------------------------------------------------------------------------
 
 
-def mask_url(value: str) -> str:
-    """http://user:secret@proxy:8080 -> http://user:***@proxy:8080 (never store a password)."""
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return "***"
-    if parts.password is None:
-        return value
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def mask_proxies(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: mask_url(v) for k in PROXY_VARS if (v := env.get(k))}
+    """The proxy variables, credentials masked (never store a password): http://***@proxy:8080."""
+    return {k: _clean(redact(v)) for k in PROXY_VARS if (v := env.get(k))}
+
+
+def _clean(text: str | None) -> str | None:
+    """What a command printed, minus control characters (a host file holds one-line values)."""
+    return None if text is None else CONTROL.sub("", text).strip()[:1000]

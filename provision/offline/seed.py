@@ -227,11 +227,9 @@ def apply_seed(rep: SeedReport, force: bool = False) -> None:
 def write_activation(prefix: Path, env: dict[str, str]) -> list[Path]:
     """Put the seeded locations into an env's activation (conda activate.d / deactivate.d and
     the plain activate.sh of `provision compile`), so the app finds them offline every time."""
-    import shlex
-
     from ..templating import render
 
-    pairs = sorted((k, shlex.quote(v)) for k, v in env.items())
+    pairs = sorted(env.items())  # the shell templates quote every value
     ctx = {"target": "provision-seed", "variant": "seeded weights", "env": pairs}
     written = []
     for rel, tpl in (("etc/conda/activate.d/provision-seed.sh", "compile/conda-activate.sh.j2"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, replace
@@ -42,9 +41,6 @@ def _json(data: object) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-def _quoted(a: Artifact) -> dict[str, object]:
-    return asdict(a) | {"url_q": shlex.quote(a.url), "dest_q": shlex.quote(a.dest),
-                          "files_q": [shlex.quote(f) for f in a.files]}
 
 
 def mirror_files(target: str, variant: str, arts: list[Artifact]) -> dict[str, str]:
@@ -55,10 +51,10 @@ def mirror_files(target: str, variant: str, arts: list[Artifact]) -> dict[str, s
     out = {
         "mirror/mirror.sh": render(
             "compile/mirror.sh.j2", target=target, variant=variant, md5=bool(md5),
-            files=[_quoted(a) for a in files],
-            git=[_quoted(a) for a in arts if a.kind == "git"],
-            hf=[_quoted(a) for a in arts if a.kind == "hf-repo"],
-            unchecked=[_quoted(a) for a in arts if a.kind == "torch-hub-source"]),
+            files=[asdict(a) for a in files],
+            git=[asdict(a) for a in arts if a.kind == "git"],
+            hf=[asdict(a) for a in arts if a.kind == "hf-repo"],
+            unchecked=[asdict(a) for a in arts if a.kind == "torch-hub-source"]),
         "mirror/SHA256SUMS": sha,
         "mirror/artifacts.json": _json([a.as_dict() for a in arts]),
     }
@@ -105,8 +101,8 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
     else:
         no_lock_reason = f"{lock_path} does not exist; make it with `provision lock {spec.name} --variant {v}`"
 
-    env = sorted((k, shlex.quote(val)) for k, val in plan.env.items())
-    ctx = {"target": spec.name, "variant": v, "env": env, "prefix": plan.prefix, "prefix_q": shlex.quote(plan.prefix)}
+    env = sorted(plan.env.items())  # quoted by the shell templates themselves (templating.py)
+    ctx = {"target": spec.name, "variant": v, "env": env, "prefix": plan.prefix}
     files: dict[str, str] = {
         "plan.json": _json(plan.model_dump(mode="json")),
         "activate.sh": render("compile/activate.sh.j2", **ctx),

@@ -1,7 +1,9 @@
-"""The building blocks of the spec schema: a strict base model and the field checks.
+"""The building blocks of the spec schema: a strict base model and typed, checked fields.
 
-Every model forbids unknown keys (a typo must fail, not be ignored) and coerces nothing;
-the checks here are the ones several models share (versions, commits, URLs, names).
+Every model forbids unknown keys (a typo must fail, not be ignored), coerces nothing and
+refuses infinite numbers. Every string field is one of the types below, each checked by
+its validator in provision.ids at load time: a value that would escape a directory, break
+a script or hide a control character never gets past the spec stage.
 """
 
 from __future__ import annotations
@@ -11,29 +13,23 @@ from typing import Annotated
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictStr
 
+from .. import ids
 from ..versions import Dotted
 
 SCHEMA_VERSION = 1
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-PKG_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")
-FULL_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-VARIANT_KEY = re.compile(r"^(cu\d{3}|cpu)(-[a-z0-9]+)*$")  # cu121, or cu121-pypi: a second way to the same build
-CU_LOCAL_RE = re.compile(r"^cu\d+$")
+ENV_NAME = ids.ENV_NAME
+VARIANT_KEY = ids.VARIANT
+_CU_LOCAL = re.compile(r"cu\d+")
+_PROSE_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # prose may span lines; nothing else
 
 
 class StrictModel(BaseModel):
     """conda-lock's StrictModel: unknown keys are errors, values are not coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-# --- field types -------------------------------------------------------------------
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 def _int_to_float(v: object) -> object:
@@ -41,34 +37,15 @@ def _int_to_float(v: object) -> object:
     return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
-Number = Annotated[float, BeforeValidator(_int_to_float)]
-
-
 def check_dotted(v: str) -> str:
+    ids.check_text(v, "a version")
     Dotted(v)  # raises ValueError with a clear message
-    return v
-
-
-def check_commit(v: str) -> str:
-    if not COMMIT_RE.match(v):
-        raise ValueError(f"{v!r} is not a git commit (7 to 40 lowercase hex digits)")
-    return v
-
-
-def check_url(v: str) -> str:
-    if not re.match(r"^(https?|file)://[^\s]+$", v):
-        raise ValueError(f"{v!r} is not an http(s) or file URL")
-    return v
-
-
-def check_pkg_name(v: str) -> str:
-    if not PKG_RE.match(v):
-        raise ValueError(f"{v!r} is not a valid package name")
     return v
 
 
 def pip_version(v: str) -> str:
     """An exact PEP 440 version, '*' (upstream leaves it open), or a specifier set."""
+    ids.check_text(v, "a version")
     if v == "*":
         return v
     if v[:1] in "<>=!~":
@@ -81,7 +58,66 @@ def pip_version(v: str) -> str:
         parsed = Version(v)
     except InvalidVersion:
         raise ValueError(f"{v!r} is not a valid version") from None
-    if parsed.local and CU_LOCAL_RE.match(parsed.local) and not re.match(r"^cu\d{3}$", parsed.local):
+    if parsed.local and _CU_LOCAL.fullmatch(parsed.local) and not re.fullmatch(r"cu\d{3}", parsed.local):
         raise ValueError(f"{v!r} is not a valid version: CUDA local labels are 'cu' and three digits (+cu121)")
     return v
 
+
+def check_prose(v: str) -> str:
+    """Free text (why:, notes, descriptions): lines allowed, other control characters (a
+    terminal escape, a NUL) not."""
+    if _PROSE_CONTROL.search(v):
+        raise ValueError(f"{v[:60]!r}: text must not contain control characters")
+    if len(v) > 20_000:
+        raise ValueError(f"text of {len(v)} characters is too long (at most 20000)")
+    return v
+
+
+def check_glob(v: str) -> str:
+    """A file pattern inside a repo (`ckpts/*`, `*.json`): relative, no way out."""
+    return ids.check_rel_path(v, "a file pattern")
+
+
+def check_place(v: str) -> str:
+    """Where a downloaded file goes: `{NAME}/rel/path` or `{data}/rel/path`, never absolute."""
+    m = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)\}/(.+)", v, flags=re.S)
+    if not m:
+        raise ValueError(f"{v!r} must start with a placeholder directory, e.g. {{data}}/name or {{U2NET_HOME}}/name")
+    ids.check_rel_path(m.group(2), "the path after the placeholder")
+    return v
+
+
+def check_code(v: str) -> str:
+    """Python that verify runs inside the env (smoke tests, API checks): any lines, no NUL."""
+    if "\x00" in v or len(v) > 20_000:
+        raise ValueError("code must be text without NUL characters, at most 20000 characters")
+    return v
+
+
+def _t(fn):  # type: ignore[no-untyped-def]
+    return Annotated[StrictStr, AfterValidator(fn)]
+
+
+Text = _t(lambda v: ids.check_text(v, "a value"))  # one line, no control characters
+Prose = _t(check_prose)
+TargetName = _t(ids.check_target)
+PackageName = _t(ids.check_package)
+EnvName = _t(ids.check_env_name)
+VariantKey = _t(lambda v: v)  # checked by rules.py, which says what a key should look like
+Commit = _t(ids.check_commit)
+Sha256 = _t(ids.check_sha256)
+Md5 = _t(ids.check_md5)
+Url = _t(ids.check_url)
+RelPath = _t(ids.check_rel_path)
+FileName = _t(ids.check_file_name)
+ModuleName = _t(ids.check_module)
+Identifier = _t(ids.check_identifier)
+HFRepoId = _t(ids.check_hf_repo)
+GitHubRepo = _t(ids.check_github_repo)
+Revision = _t(ids.check_revision)
+Glob = _t(check_glob)
+Place = _t(check_place)
+Code = _t(check_code)
+DottedStr = _t(check_dotted)
+PipVersion = _t(pip_version)
+Number = Annotated[float, BeforeValidator(_int_to_float)]

@@ -12,11 +12,38 @@ from typing import Annotated, Literal, Union
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from pydantic import Discriminator, Field, StrictStr, Tag, field_validator
+from pydantic import AfterValidator, Discriminator, Field, StrictStr, Tag, field_validator
 
-from .fields import (NAME_RE, SHA256_RE, Number, StrictModel, check_commit, check_dotted, check_pkg_name, check_url,
-                     pip_version)
+from .. import ids
+from .fields import (Code, Commit, DottedStr, EnvName, ModuleName, Number, PackageName, PipVersion, Prose, RelPath,
+                     Sha256, StrictModel, TargetName, Text, Url)
 from .weights import Weights
+
+
+def _channel(v: str) -> str:
+    """A conda channel: a name (conda-forge, nvidia/label/cuda-12.4.1) or a URL."""
+    if "://" in v:
+        return ids.check_url(v, "a channel URL")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*){0,3}", v):
+        raise ValueError(f"{v!r} is not a conda channel (a name like conda-forge, or a URL)")
+    return v
+
+
+def _conda_version(v: str) -> str:
+    if not re.fullmatch(r"[0-9A-Za-z.*_+!<>=,|-]{1,64}", v):
+        raise ValueError(f"{v!r} is not a conda version spec like 3.10.* or >=12.4")
+    return v
+
+
+def _host(v: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", v):
+        raise ValueError(f"{v!r} is not a host name or address")
+    return v
+
+
+Channel = Annotated[StrictStr, AfterValidator(_channel)]
+CondaVersion = Annotated[StrictStr, AfterValidator(_conda_version)]
+Host = Annotated[StrictStr, AfterValidator(_host)]
 
 # --- sources -----------------------------------------------------------------------
 
@@ -24,43 +51,30 @@ from .weights import Weights
 class GitSource(StrictModel):
     """A git repository at a fixed commit (never a branch: branches move)."""
 
-    git: StrictStr
-    commit: StrictStr
-    tag: StrictStr | None = None  # informational: the tag that commit carries
-    subdirectory: StrictStr | None = None
+    git: Url
+    commit: Commit
+    tag: Text | None = None  # informational: the tag that commit carries
+    subdirectory: RelPath | None = None  # inside the checkout: never a way out of it
     submodules: bool = False
-
-    _g = field_validator("git")(classmethod(lambda cls, v: check_url(v)))
-    _c = field_validator("commit")(classmethod(lambda cls, v: check_commit(v)))
 
 
 class SdistSource(StrictModel):
     """A source archive by URL, checked by sha256."""
 
-    sdist: StrictStr
-    sha256: StrictStr
+    sdist: Url
+    sha256: Sha256
 
-    _u = field_validator("sdist")(classmethod(lambda cls, v: check_url(v)))
-
-    @field_validator("sha256")
+    @field_validator("sdist")
     @classmethod
-    def _sha(cls, v: str) -> str:
-        if not SHA256_RE.match(v):
-            raise ValueError(f"{v!r} is not a sha256 (64 lowercase hex digits)")
+    def _name(cls, v: str) -> str:
+        ids.url_file_name(v)  # it is saved under that name: it must be one safe file name
         return v
 
 
 class UpstreamPathSource(StrictModel):
     """A directory inside the target's own upstream checkout (o-voxel in TRELLIS.2)."""
 
-    upstream_path: StrictStr
-
-    @field_validator("upstream_path")
-    @classmethod
-    def _rel(cls, v: str) -> str:
-        if v.startswith("/") or ".." in v.split("/"):
-            raise ValueError(f"{v!r} must be a relative path inside the upstream checkout")
-        return v
+    upstream_path: RelPath  # inside the upstream checkout
 
 
 def _source_tag(v: object) -> str | None:
@@ -88,52 +102,42 @@ Source = Annotated[
 
 
 class Upstream(StrictModel):
-    repo: StrictStr
-    commit: StrictStr
-    read_from: list[StrictStr] = Field(min_length=1)  # files the pins were read from
-
-    _r = field_validator("repo")(classmethod(lambda cls, v: check_url(v)))
-    _c = field_validator("commit")(classmethod(lambda cls, v: check_commit(v)))
+    repo: Url
+    commit: Commit
+    read_from: list[RelPath] = Field(min_length=1)  # files the pins were read from
 
 
 class CondaPackage(StrictModel):
-    name: StrictStr
-    version: StrictStr | None = None  # a conda match-spec version, e.g. 3.10.* or 12.4.*
-    channel: StrictStr | None = None
-    why: StrictStr | None = None
-
-    _n = field_validator("name")(classmethod(lambda cls, v: check_pkg_name(v)))
+    name: PackageName
+    version: CondaVersion | None = None  # a conda match-spec version, e.g. 3.10.* or 12.4.*
+    channel: Channel | None = None
+    why: Prose | None = None
 
 
 class Conda(StrictModel):
-    channels: list[StrictStr] = Field(min_length=1)
+    channels: list[Channel] = Field(min_length=1)
     packages: list[CondaPackage] = Field(default_factory=list)
 
 
 class Index(StrictModel):
     """A package index: a PEP 503 simple index, or a find-links page of wheel links."""
 
-    url: StrictStr
+    url: Url
     kind: Literal["simple", "find_links"] = "simple"
-    why: StrictStr | None = None
-
-    _u = field_validator("url")(classmethod(lambda cls, v: check_url(v)))
+    why: Prose | None = None
 
 
 class PipPackage(StrictModel):
-    name: StrictStr
-    version: StrictStr | None = None  # exact, '*' (upstream leaves it open) or a specifier
-    extras: list[StrictStr] = Field(default_factory=list)  # imageio[ffmpeg] -> [ffmpeg]
-    index: StrictStr = "pypi"
+    name: PackageName
+    version: PipVersion | None = None  # exact, '*' (upstream leaves it open) or a specifier
+    extras: list[PackageName] = Field(default_factory=list)  # imageio[ffmpeg] -> [ffmpeg]
+    index: PackageName = "pypi"
     git: GitSource | None = None
     # A git package is installed with --no-deps, like an extension, so what it needs is
     # stated here (read from its pyproject at the commit) and locked with the rest.
-    requires: list[StrictStr] = Field(default_factory=list)
-    build_requires: list[StrictStr] = Field(default_factory=list)
-    why: StrictStr | None = None  # where upstream states this pin
-
-    _n = field_validator("name")(classmethod(lambda cls, v: check_pkg_name(v)))
-    _v = field_validator("version")(classmethod(lambda cls, v: None if v is None else pip_version(v)))
+    requires: list[Text] = Field(default_factory=list)
+    build_requires: list[Text] = Field(default_factory=list)
+    why: Prose | None = None  # where upstream states this pin
 
     @field_validator("requires", "build_requires")
     @classmethod
@@ -158,15 +162,13 @@ class PipPackage(StrictModel):
 class Override(StrictModel):
     """A pin that deliberately contradicts a dependency's own metadata, and why."""
 
-    name: StrictStr
-    version: StrictStr
-    why: StrictStr
-
-    _v = field_validator("version")(classmethod(lambda cls, v: pip_version(v)))
+    name: PackageName
+    version: PipVersion
+    why: Prose
 
 
 class Pip(StrictModel):
-    indexes: dict[StrictStr, Index] = Field(default_factory=dict)
+    indexes: dict[PackageName, Index] = Field(default_factory=dict)
     packages: list[PipPackage] = Field(default_factory=list)
     overrides: list["Override"] = Field(default_factory=list)  # for every variant
 
@@ -177,39 +179,31 @@ class Pip(StrictModel):
 class CudaToolkit(StrictModel):
     """Facts about one CUDA toolkit release, shared by every target."""
 
-    min_driver_linux: StrictStr
-    min_driver_windows: StrictStr
-    nvcc_min_arch: StrictStr  # lowest compute capability nvcc can target
-    nvcc_max_arch: StrictStr  # highest
-    conda_channel: StrictStr  # where cuda-nvcc of this version is published
-    conda_packages: list[StrictStr] = Field(min_length=1)  # headers and nvcc for builds
-    max_gcc: StrictStr  # newest host gcc nvcc accepts ("unsupported GNU version!" above it)
-
-    _d = field_validator("min_driver_linux", "min_driver_windows", "nvcc_min_arch", "nvcc_max_arch", "max_gcc")(
-        classmethod(lambda cls, v: check_dotted(v)))
+    min_driver_linux: DottedStr
+    min_driver_windows: DottedStr
+    nvcc_min_arch: DottedStr  # lowest compute capability nvcc can target
+    nvcc_max_arch: DottedStr  # highest
+    conda_channel: Channel  # where cuda-nvcc of this version is published
+    conda_packages: list[PackageName] = Field(min_length=1)  # headers and nvcc for builds
+    max_gcc: DottedStr  # newest host gcc nvcc accepts ("unsupported GNU version!" above it)
 
 
 class HostConstraints(StrictModel):
-    min_compute_capability: StrictStr
-    max_compute_capability: StrictStr  # the newest GPU the build carries kernels for
-    min_driver: StrictStr | None = None  # defaults to the CUDA toolkit's own minimum
-
-    _d = field_validator("min_compute_capability", "max_compute_capability", "min_driver")(
-        classmethod(lambda cls, v: None if v is None else check_dotted(v)))
+    min_compute_capability: DottedStr
+    max_compute_capability: DottedStr  # the newest GPU the build carries kernels for
+    min_driver: DottedStr | None = None  # defaults to the CUDA toolkit's own minimum
 
 
 class Variant(StrictModel):
     """One CUDA build of the torch stack (torch, torchvision, xformers, spconv...)."""
 
-    cuda: StrictStr
-    description: StrictStr
+    cuda: DottedStr
+    description: Prose
     default: bool = False
     packages: list[PipPackage] = Field(min_length=1)
     overrides: list[Override] = Field(default_factory=list)
     host: HostConstraints
-    why: StrictStr | None = None
-
-    _d = field_validator("cuda")(classmethod(lambda cls, v: check_dotted(v)))
+    why: Prose | None = None
 
 
 # --- extensions --------------------------------------------------------------------
@@ -218,44 +212,34 @@ class Variant(StrictModel):
 class Extension(StrictModel):
     """A CUDA extension built from source on the user's machine."""
 
-    name: StrictStr
-    module: StrictStr  # what `import` names
+    name: PackageName
+    module: ModuleName  # what `import` names
     source: Source
     build: Literal["wheel", "inplace"]
     peak_job_memory_gb: Number = Field(gt=0, le=64)
     nvcc: Literal["build", "runtime", "none"] = "build"
-    min_nvcc: StrictStr | None = None  # defaults to the variant's CUDA version
+    min_nvcc: DottedStr | None = None  # defaults to the variant's CUDA version
     build_requires: list[PipPackage] = Field(default_factory=list)
     # what the package needs at run time: it is built and installed --no-deps, so these are
     # locked and installed with the pip half (from its setup.py / pyproject at the pinned commit)
     requires: list[PipPackage] = Field(default_factory=list)
-    env: dict[StrictStr, StrictStr] = Field(default_factory=dict)
-    variants: list[StrictStr] | None = None  # only for these variants (default: all)
-    smoke: StrictStr | None = None  # Python run on the GPU after install
-    why: StrictStr | None = None
-
-    _n = field_validator("name")(classmethod(lambda cls, v: check_pkg_name(v)))
-    _m = field_validator("min_nvcc")(classmethod(lambda cls, v: None if v is None else check_dotted(v)))
-
-    @field_validator("module")
-    @classmethod
-    def _mod(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", v):
-            raise ValueError(f"{v!r} is not an importable module name")
-        return v
+    env: dict[EnvName, Text] = Field(default_factory=dict)
+    variants: list[StrictStr] | None = None  # only for these variants (default: all; rules.py checks each)
+    smoke: Code | None = None  # Python run on the GPU after install
+    why: Prose | None = None
 
 
 # --- env, resources, app, checklist --------------------------------------------------
 
 
 class EnvVar(StrictModel):
-    value: StrictStr
-    choices: list[StrictStr] | None = None  # values the app accepts (read from its code)
-    why: StrictStr | None = None
+    value: Text
+    choices: list[Text] | None = None  # values the app accepts (read from its code)
+    why: Prose | None = None
 
 
 EnvValue = Annotated[
-    Union[Annotated[StrictStr, Tag("Str")], Annotated[EnvVar, Tag("EnvVar")]],
+    Union[Annotated[Text, Tag("Str")], Annotated[EnvVar, Tag("EnvVar")]],
     Discriminator(lambda v: "EnvVar" if isinstance(v, (dict, EnvVar)) else "Str" if isinstance(v, str) else None,
                   custom_error_type="env_value",
                   custom_error_message="an env value is a string, or a mapping with `value:` (and `choices:`)"),
@@ -270,36 +254,36 @@ class Resources(StrictModel):
 
 
 class App(StrictModel):
-    launch: StrictStr
+    launch: Text
     port: int = Field(default=7860, ge=1, le=65535)
-    host: StrictStr = "127.0.0.1"
-    port_env: StrictStr | None = None  # e.g. GRADIO_SERVER_PORT
+    host: Host = "127.0.0.1"
+    port_env: EnvName | None = None  # e.g. GRADIO_SERVER_PORT
 
 
 class ImportCheck(StrictModel):
     kind: Literal["import"]
-    module: StrictStr
-    why: StrictStr | None = None
+    module: ModuleName
+    why: Prose | None = None
 
 
 class KernelCheck(StrictModel):
     kind: Literal["kernel"]
-    extension: StrictStr
-    why: StrictStr | None = None
+    extension: PackageName
+    why: Prose | None = None
 
 
 class ApiCheck(StrictModel):
     kind: Literal["api"]
-    name: StrictStr
-    code: StrictStr  # Python that raises on failure
-    fix: StrictStr
-    why: StrictStr | None = None
+    name: Text
+    code: Code  # Python that raises on failure
+    fix: Prose
+    why: Prose | None = None
 
 
 class FileCheck(StrictModel):
     kind: Literal["file"]
-    path: StrictStr
-    why: StrictStr | None = None
+    path: Text
+    why: Prose | None = None
 
 
 Check = Annotated[Union[ImportCheck, KernelCheck, ApiCheck, FileCheck], Field(discriminator="kind")]
@@ -310,11 +294,11 @@ Check = Annotated[Union[ImportCheck, KernelCheck, ApiCheck, FileCheck], Field(di
 
 class TargetSpec(StrictModel):
     schema_version: Literal[1]
-    name: StrictStr
-    description: StrictStr
+    name: TargetName
+    description: Prose
     upstream: Upstream
     python: StrictStr
-    include: list[StrictStr] = Field(default_factory=list)
+    include: list[Text] = Field(default_factory=list)
     cuda_toolkits: dict[StrictStr, CudaToolkit] = Field(default_factory=dict)
     conda: Conda
     pip: Pip
@@ -325,19 +309,12 @@ class TargetSpec(StrictModel):
     resources: Resources
     app: App
     checklist: list[Check] = Field(default_factory=list)
-    notes: list[StrictStr] = Field(default_factory=list)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError(f"{v!r} is not a target name (lowercase letters, digits, . _ -)")
-        return v
+    notes: list[Prose] = Field(default_factory=list)
 
     @field_validator("python")
     @classmethod
     def _py(cls, v: str) -> str:
-        if not re.match(r"^3\.\d{1,2}$", v):
+        if not re.fullmatch(r"3\.\d{1,2}", v):
             raise ValueError(f"{v!r} is not a Python version like '3.10'")
         return v
 

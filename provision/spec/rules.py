@@ -91,12 +91,12 @@ def _duplicates(spec: TargetSpec) -> Iterator[Finding]:
 
 def _keys(spec: TargetSpec) -> Iterator[Finding]:
     for key in spec.variants:
-        if not VARIANT_KEY.match(key):
+        if not VARIANT_KEY.fullmatch(key):
             yield ("variants", key), f"variant key {key!r} is not a CUDA build tag like cu121 or cu128", \
                 "name variants by the CUDA build of their torch: cu118, cu121, cu124, cu128; a second variant " \
                 "of the same build adds what differs: cu121-pypi"
     for key in spec.env:
-        if not ENV_NAME.match(key):
+        if not ENV_NAME.fullmatch(key):
             yield ("env", key), f"{key!r} is not an environment variable name (A-Z, 0-9, _)", None
     for key in spec.cuda_toolkits:
         try:
@@ -111,7 +111,7 @@ def _variants(spec: TargetSpec) -> Iterator[Finding]:
         yield ("variants", defaults[1], "default"), f"more than one default variant: {', '.join(defaults)}", \
             "mark exactly one variant `default: true`"
     for k, v in spec.variants.items():
-        if not VARIANT_KEY.match(k):
+        if not VARIANT_KEY.fullmatch(k):
             continue
         tag = k.split("-")[0]
         if tag != "cpu" and cuda_from_tag(tag) != Dotted(v.cuda):

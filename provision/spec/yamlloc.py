@@ -46,7 +46,31 @@ class _Constructor(yaml.constructor.SafeConstructor):
     pass
 
 
-def _build(node: yaml.Node, file: str, problems: list[SpecProblem], path: str) -> Any:
+MAX_DEPTH = 64  # a spec nests a handful of levels; 20000 would overflow the composer's recursion
+MAX_ALIASES = 1000
+MAX_NODES = 50_000  # after aliases are expanded: an alias bomb (a: &a [x, x], b: &b [*a, *a], ...) stops here
+MAX_BYTES = 1 << 20
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.nodes = 0
+
+
+def _scalar(node: yaml.Node, file: str, problems: list[SpecProblem], path: str) -> Any:
+    try:
+        return _Constructor().construct_object(node, deep=True)
+    except (ValueError, OverflowError, yaml.constructor.ConstructorError) as e:
+        problems.append(SpecProblem(file, node.start_mark.line + 1, path, f"cannot read this value: {e}",
+                                    "quote it if it is text; numbers must be ordinary sizes"))
+        return None
+
+
+def _build(node: yaml.Node, file: str, problems: list[SpecProblem], path: str, budget: _Budget | None = None) -> Any:
+    budget = budget or _Budget()
+    budget.nodes += 1
+    if budget.nodes > MAX_NODES:
+        raise _TooBig(Loc(file, node.start_mark.line + 1))
     loc = Loc(file, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out = LMap(loc)
@@ -56,7 +80,11 @@ def _build(node: yaml.Node, file: str, problems: list[SpecProblem], path: str) -
                                             "YAML merge keys (<<) are not supported",
                                             "use `include:` to share parts between specs"))
                 continue
-            key = _Constructor().construct_object(key_node, deep=True)
+            if not isinstance(key_node, yaml.ScalarNode):
+                problems.append(SpecProblem(file, key_node.start_mark.line + 1, path,
+                                            "a mapping key must be a plain value, not a list or a mapping"))
+                continue
+            key = _scalar(key_node, file, problems, path)
             key_loc = Loc(file, key_node.start_mark.line + 1)
             sub = f"{path}.{key}" if path else str(key)
             if key in out:
@@ -64,30 +92,58 @@ def _build(node: yaml.Node, file: str, problems: list[SpecProblem], path: str) -
                                             f"duplicate key {key!r} (first at line {out.key_locs[key].line})",
                                             "YAML keeps only the last one silently: remove one of them"))
                 continue
-            out[key] = _build(value_node, file, problems, sub)
+            out[key] = _build(value_node, file, problems, sub, budget)
             out.key_locs[key] = key_loc
         return out
     if isinstance(node, yaml.SequenceNode):
         seq = LSeq(loc)
         for i, item in enumerate(node.value):
-            seq.append(_build(item, file, problems, f"{path}[{i}]"))
+            seq.append(_build(item, file, problems, f"{path}[{i}]", budget))
             seq.item_locs.append(Loc(file, item.start_mark.line + 1))
         return seq
-    return _Constructor().construct_object(node, deep=True)
+    return _scalar(node, file, problems, path)
+
+
+class _TooBig(Exception):
+    def __init__(self, loc: Loc) -> None:
+        self.loc = loc
+
+
+def _shape(text: str, display: str) -> None:
+    """Depth and alias count from the event stream (the parser is iterative, the composer is not)."""
+    from ..errors import SpecError
+
+    depth = aliases = 0
+    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SpecError([SpecProblem(display, ev.start_mark.line + 1, "",
+                                             f"nested more than {MAX_DEPTH} levels deep", "is this a spec?")])
+        elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+        elif isinstance(ev, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise SpecError([SpecProblem(display, ev.start_mark.line + 1, "",
+                                             f"more than {MAX_ALIASES} YAML aliases (*name)",
+                                             "a spec shares parts with `include:`, not with thousands of aliases")])
 
 
 def load_located(path: Path, display: str) -> Any:
     """Parse one YAML file into LMap/LSeq/scalars. Raises SpecError-ready problems."""
     from ..errors import SpecError
+    from ..readers import InputError, read_text
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([SpecProblem(display, None, "", "file not found")]) from None
-    except UnicodeDecodeError as e:
-        raise SpecError([SpecProblem(display, None, "", f"not UTF-8 text ({e.reason})",
-                                     "save the spec as UTF-8")]) from None
+        text = read_text(path, "a spec", MAX_BYTES).text
+    except InputError as e:
+        msg = e.message.split(": ", 1)[-1] if e.message.startswith(str(path)) else e.message
+        if "no such file" in msg:
+            msg = "file not found"
+        raise SpecError([SpecProblem(display, None, "", msg, e.hint or "save the spec as UTF-8 text")]) from None
     try:
+        _shape(text, display)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.context_mark or e.problem_mark  # where the broken construct starts
@@ -97,11 +153,18 @@ def load_located(path: Path, display: str) -> Any:
                                      "check indentation and quoting on that line")]) from None
     except yaml.YAMLError as e:
         raise SpecError([SpecProblem(display, None, "", f"YAML error: {e}")]) from None
+    except RecursionError:
+        raise SpecError([SpecProblem(display, None, "", "nested too deeply to read", "is this a spec?")]) from None
     if node is None:
         raise SpecError([SpecProblem(display, 1, "", "file is empty",
                                      "a spec is a YAML mapping with at least `name:`")])
     problems: list[SpecProblem] = []
-    data = _build(node, display, problems, "")
+    try:
+        data = _build(node, display, problems, "")
+    except _TooBig as e:
+        raise SpecError([SpecProblem(e.loc.file, e.loc.line, "", f"expands to more than {MAX_NODES} values "
+                                     "(YAML aliases repeating each other: an alias bomb?)",
+                                     "write the spec out, or share parts with `include:`")]) from None
     if problems:
         raise SpecError(problems)
     return data
