@@ -136,7 +136,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
         assert "cext" in out  # its GitHub archive is not on this loopback server: built from --source here
     code, out = run("seed", str(t / "bundle"), "--hf-home", str(t / "hf"), "--torch-home", str(t / "th"),
                     "--data-dir", str(t / "data"))
-    assert code == 0, out
+    # seeded, and said to be incomplete: the two sources are not in it (apply builds them from --source)
+    assert code == 1 and "INCOMPLETE" in out and "cext, wext" in out, out
     return {"t": t, "spec": spec, "src": src, "wsrc": wsrc}
 
 
@@ -200,7 +201,7 @@ def test_apply_killed_during_a_build_resumes_there(world: dict) -> None:
 def test_a_build_that_moves_a_pinned_package_is_stopped_naming_it(world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CEXT_UPGRADE", str(world["t"] / "upgrades"))
     code, out = run(*apply_args(world, "--from-step", "build-cext", "--no-cache"))
-    assert code == 1
+    assert code == 2  # a failed step: README exit code 2
     assert "building cext changed pinned packages: alpha 1.0 -> 2.0" in out
     monkeypatch.delenv("CEXT_UPGRADE")
     code, out = run(*apply_args(world, "--from-step", "pip-install"))  # the hint's repair
@@ -279,7 +280,7 @@ def test_another_machine_fed_by_a_bundle_with_the_builds_compiles_nothing(world:
     data_b = tmp_path / "data-b"
     code, out = run("seed", str(bundle), "--hf-home", str(tmp_path / "hf"), "--torch-home", str(tmp_path / "th"),
                     "--data-dir", str(data_b))
-    assert code == 0, out
+    assert code == 1 and "INCOMPLETE" in out, out  # the sources' archives are not in it: builds come from the cache
     args = apply_args(world)
     args[args.index("--prefix") + 1] = str(tmp_path / "env-b")
     args[args.index("--data-dir") + 1] = str(data_b)

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "provision"
 
 # Lowest first. A module may import its own stage and the stages before it, never after.
-BOTTOM = {"errors", "settings", "versions", "fsutil", "templating", "ids", "paths", "secrets", "readers"}
+BOTTOM = {"errors", "settings", "versions", "fsutil", "templating", "ids", "paths", "secrets", "readers", "archives"}
 STAGES = ["spec", "host", "lock", "plan", "offline", "wsl", "render", "verify", "apply", "cli"]
 MAX_LINES = 400
 LONG_REASON = "Longer than 400 lines because"
@@ -127,6 +127,19 @@ def test_only_the_cli_talks_to_the_terminal_libraries(lib: str) -> None:
             if any(n.split(".")[0] == lib for n in names):
                 users.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not users, f"{lib} imported outside provision/cli/: {users}"
+
+
+def test_only_paths_py_deletes() -> None:
+    """One place deletes, and only inside a root and a directory provision made (paths.py)."""
+    deleters = {"rmtree", "unlink", "remove", "removedirs", "rmdir_tree"}
+    found = []
+    for path in _modules():
+        if path == PKG / "paths.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in deleters:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{node.func.attr}()")
+    assert not found, f"deletion outside provision/paths.py: {found}"
 
 
 def test_no_module_is_longer_than_400_lines_without_saying_why() -> None:

@@ -125,7 +125,7 @@ def test_each_failure_is_named_with_its_cause_and_fix(tmp_path: Path, venv: Path
     u2.parent.mkdir(parents=True)
     u2.write_bytes(b"truncated download")
     code, res = verify(tmp_path, venv, free_port())
-    assert code == 1 and res["exit_code"] == 1
+    assert code == 2 and res["exit_code"] == 2  # a failed check: README exit code 2
     by = {c["id"]: c for c in res["checks"]}
     assert by["locked-packages"]["status"] == "fail" and "alpha 0.9 (locked 1.0)" in by["locked-packages"]["detail"]
     k = by["kernel-fakeext"]

@@ -12,7 +12,7 @@ from ..spec import LoadedSpec, TargetSpec
 
 
 class ApplyError(ProvisionError):
-    exit_code = 1
+    exit_code = 2  # a refused plan, a step that failed, a check that failed: README's exit codes
 
 @dataclass
 class ApplyOptions:
@@ -27,6 +27,7 @@ class ApplyOptions:
     existing: bool = False  # use the environment already at --prefix (no env creation, no pip install)
     cache: bool = True  # reuse extension builds from DATA/cache/ext
     progress: bool = False  # a live status line under a running step (the CLI sets it on a terminal)
+    wait: bool = False  # another apply holds the prefix: wait for it instead of stopping
 
 @dataclass
 class Ctx:

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..fsutil import atomic_write_text
+from .. import paths
+from ..fsutil import atomic_write_text, write_ours
 from ..plan import Plan, Step
 from ..spec import LoadedSpec
 from .context import ApplyError, ApplyOptions, Ctx
+from .guard import PrefixLock, check_prefix
 from .envsteps import do_create_env, do_pip_install, do_torch_guard
 from .extensions import do_build
 from .sources import do_sources, source_list, source_marker
@@ -41,10 +42,10 @@ def do_compile(ctx: Ctx, step: Step, log: Path) -> None:
 
 def do_activation(ctx: Ctx, step: Step, log: Path) -> None:
     for rel in (f"etc/conda/activate.d/provision-{ctx.spec.name}.sh", f"etc/conda/deactivate.d/provision-{ctx.spec.name}.sh"):
-        dst = ctx.prefix / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ctx.compiled / rel, dst)
-    shutil.copyfile(ctx.compiled / "activate.sh", ctx.meta / "activate.sh")
+        backup = write_ours(ctx.prefix / rel, (ctx.compiled / rel).read_text())
+        if backup is not None:
+            ctx.echo(f"kept your earlier {rel} as {backup}")
+    write_ours(ctx.meta / "activate.sh", (ctx.compiled / "activate.sh").read_text())
 
 def do_weights(ctx: Ctx, step: Step, log: Path) -> None:
     if ctx.opts.bundle is None:
@@ -119,9 +120,7 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
     skip = {"create-env", "cuda-toolkit", "pip-install"} if opts.existing else set()
     steps = [s for s in plan.steps
              if s.id not in skip and not (s.id == "weights" and opts.bundle is None and (opts.offline or opts.existing))]
-    if opts.existing and not Path(plan.prefix, "bin", "python").exists():
-        raise ApplyError(f"--existing: no environment at {plan.prefix} (no bin/python)",
-                         hint="pass the prefix of the env to use, or drop --existing to create one")
+    check_prefix(ctx.prefix, ctx.data, opts.existing)
     ids = [s.id for s in steps]
     if opts.from_step and opts.from_step not in ids:
         raise ApplyError(f"no step {opts.from_step!r} in the plan", hint=f"steps: {', '.join(ids)}")
@@ -133,6 +132,13 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
                 echo("    env: " + " ".join(f"{k}={v}" for k, v in s.env.items()))
         echo("dry run: nothing was changed")
         return 0
+    with PrefixLock(ctx.prefix, ctx.data, opts.wait):
+        return _run_steps(ctx, steps, ids)
+
+
+def _run_steps(ctx: Ctx, steps: list[Step], ids: list[str]) -> int:
+    opts, echo = ctx.opts, ctx.echo
+    paths.owned_dir(ctx.meta)  # from now on the prefix is an env provision made (check_prefix lets it in again)
     state_path = ctx.meta / "state.json"
     state = _load_state(state_path)
     forced = False
@@ -161,7 +167,7 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
         t = time.monotonic()
         echo(f"{label}: {s.title} ...")
         run(ctx, s, log)
-        state = _load_state(state_path)  # create-env may have just made the directory
+        state = _load_state(state_path)
         state["steps"][s.id] = {"inputs": step_inputs(ctx, s), "seconds": round(time.monotonic() - t, 1)}
         atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
         echo(f"{label}: done in {time.monotonic() - t:.1f} s")

@@ -11,7 +11,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..fsutil import atomic_write_text
+from .. import paths
+from ..archives import extract_tar
+from ..fsutil import write_ours
 from ..plan import Step, source_dir
 from .commands import expand_path, run_logged
 from .context import Ctx
@@ -65,7 +67,8 @@ def do_build(ctx: Ctx, step: Step, log: Path) -> None:
     warn_without_ninja(ctx, ext, env, log)
     key = build_key(ctx, ext, src, env)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    cached = ctx.data / "cache" / "ext" / f"{name}-{digest}"
+    cache = paths.owned_dir(ctx.data / "cache" / "ext")
+    cached = cache / f"{name}-{digest}"
     with open(log, "a") as f:
         f.write(f"build key {digest}: {json.dumps(key, sort_keys=True)}\n")
     hit = ctx.opts.cache and (cached / "key.json").is_file()
@@ -75,12 +78,13 @@ def do_build(ctx: Ctx, step: Step, log: Path) -> None:
             with open(log, "a") as f:
                 f.write(f"from the cache: {', '.join(b.name for b in built)}\n")
         else:
-            wheels = ctx.data / "wheels" / name
-            shutil.rmtree(wheels, ignore_errors=True)
+            wheels_root = paths.owned_dir(ctx.data / "wheels")
+            wheels = wheels_root / name
+            paths.remove_tree(wheels, wheels_root, f"{name}'s earlier wheel")
             # a cold build starts clean: a build/ left by an earlier try keeps its CMakeCache (the
             # compiler it found then) and objects made with other flags
             if src.is_dir():
-                shutil.rmtree(src / "build", ignore_errors=True)
+                paths.remove_tree(src / "build", ctx.data / "src", f"{name}'s earlier build directory")
             # uv runs the build backend once (pip wheel runs setup.py twice: metadata, then the
             # build, each importing torch); no isolation, so the env's torch is what it builds on
             from ..lock.pip import uv_bin
@@ -88,36 +92,37 @@ def do_build(ctx: Ctx, step: Step, log: Path) -> None:
             run_logged(ctx, [uv_bin(), "build", "--wheel", "--no-build-isolation", "--no-config", "--no-cache",
                              "--python", ctx.py, "--out-dir", str(wheels), str(src)], log, env=env)
             built = sorted(wheels.glob("*.whl"))
-            _store(cached, key, built)
+            _store(cache, cached, key, built)
         run_logged(ctx, [*pip_argv(ctx), "install", "--no-deps", "--no-index", "--force-reinstall",
                          "-c", str(ctx.constraints), *map(str, built)], log)
     else:
         dest = ctx.meta / "ext" / name
-        shutil.rmtree(dest, ignore_errors=True)
-        if hit:
-            shutil.unpack_archive(str(cached / "inplace.tar"), dest)
+        paths.remove_tree(dest, ctx.meta, f"{name}'s earlier in-place build")
+        if hit:  # a cache seeded from a bundle is input like any other: unpacked only after its listing is checked
+            extract_tar(cached / "inplace.tar", dest)
             with open(log, "a") as f:
                 f.write(f"from the cache: {cached / 'inplace.tar'}\n")
         else:
             shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".git", "build"))
             run_logged(ctx, [ctx.py, "setup.py", "build_ext", "--inplace"], log, env=env, cwd=dest)
-            tmp = Path(shutil.make_archive(str(ctx.data / "cache" / f".{name}-{digest}"), "tar", dest))
-            _store(cached, key, [tmp], rename={tmp.name: "inplace.tar"})
+            tmp = Path(shutil.make_archive(str(cache / f".{name}-{digest}"), "tar", dest))
+            _store(cache, cached, key, [tmp], rename={tmp.name: "inplace.tar"})
         purelib = subprocess.run([ctx.py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                  capture_output=True, text=True, check=True).stdout.strip()
         shim = ctx.compiled / "site-packages" / f"provision-{name}.pth"
         text = shim.read_text() if shim.is_file() else f"{dest}\n"
-        atomic_write_text(Path(purelib) / f"provision-{name}.pth", text)
+        write_ours(Path(purelib) / f"provision-{name}.pth", text)
     guard_after(ctx, f"building {name}")
 
-def _store(cached: Path, key: dict[str, str], files: list[Path], rename: dict[str, str] | None = None) -> None:
+def _store(cache: Path, cached: Path, key: dict[str, str], files: list[Path],
+           rename: dict[str, str] | None = None) -> None:
     """Put a build in the cache whole or not at all (a temp dir renamed into place)."""
     tmp = cached.with_name(cached.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    paths.remove_tree(tmp, cache, "a half-stored build")
     tmp.mkdir(parents=True)
     for f in files:
         target = tmp / (rename or {}).get(f.name, f.name)
         shutil.move(str(f), target) if (rename and f.name in rename) else shutil.copyfile(f, target)
     (tmp / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
-    shutil.rmtree(cached, ignore_errors=True)
+    paths.remove_tree(cached, cache, "the build this one replaces")
     os.replace(tmp, cached)

@@ -8,6 +8,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from .. import paths
+from ..archives import extract_zip
 from ..fsutil import file_digest
 from ..plan import Step, source_dir
 from ..spec import GitSource, SdistSource, UpstreamPathSource
@@ -28,7 +30,11 @@ def source_list(ctx: Ctx) -> list[tuple[str, object, Path]]:
     return out
 
 def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
+    src_root = paths.owned_dir(ctx.data / "src")  # every checkout lives here; only here is anything replaced
     for name, src, dest in source_list(ctx):
+        if not paths.within(src_root, dest):  # the spec's paths are checked at load; this is the last word
+            raise ApplyError(f"{name}: its source directory {dest} is outside {src_root}",
+                             hint="the spec's source path climbs out of the data dir; nothing was changed")
         if isinstance(src, UpstreamPathSource):
             root, pin = ctx.data / "src" / f"{ctx.spec.name}-upstream", ctx.spec.upstream.commit
             url, sub = ctx.spec.upstream.repo, False
@@ -41,7 +47,7 @@ def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
             pin, url, sub = src.commit, src.git, src.submodules
         if name in ctx.opts.sources:  # a checkout the user points at: copied, not touched
             local = ctx.opts.sources[name]
-            shutil.rmtree(dest, ignore_errors=True)
+            paths.remove_tree(dest, src_root, f"the earlier copy of {name}'s source")
             shutil.copytree(local, dest, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__"))
             # pinned by content, read now: the build writes into the tree later
             source_marker(dest).write_text(f"local:{dir_digest(dest)} {local}\n")
@@ -50,15 +56,13 @@ def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
             continue
         archive = ctx.data / "sources" / f"{name}-{pin}.zip"
         if archive.is_file():  # seeded from a bundle
-            from ..offline.seed import _extract
-
-            shutil.rmtree(root, ignore_errors=True)
-            _extract(archive, root)
+            paths.remove_tree(root, src_root, f"the earlier checkout of {name}")
+            extract_zip(archive, root, strip_top=True)
         elif ctx.opts.offline:
             raise ApplyError(f"{name}: source {url}@{pin[:12]} is not in {ctx.data / 'sources'} and apply is offline",
                              hint=f"provision mirror {ctx.spec.name} --to BUNDLE online, then apply --offline --bundle BUNDLE")
         else:
-            shutil.rmtree(root, ignore_errors=True)
+            paths.remove_tree(root, src_root, f"the earlier checkout of {name}")
             run_logged(ctx, ["git", "clone", "--quiet", url, str(root)], log)
             run_logged(ctx, ["git", "-C", str(root), "checkout", "--quiet", pin], log)
             if sub:

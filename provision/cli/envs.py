@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -51,13 +50,19 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
             from ..offline.seed import verify_blobs
 
             b = Bundle.open(bundle)
-            bad = verify_blobs(b)
+            bad = verify_blobs(b)  # corrupt or absent blobs
             has = loaded.name in b.targets
-            rows.append({"name": "bundle", "status": "ok" if has and not bad else "fail",
-                         "detail": (f"{bundle} holds {loaded.name}" if has else f"{bundle} does not hold {loaded.name}")
-                         + (f"; {len(bad)} problem(s): {bad[0]}" if bad else ""),
-                         "fix": None if has and not bad else f"provision mirror {loaded.name} --to {bundle}"})
-            code = code or (0 if has and not bad else 2)
+            lacks = b.missing().get(loaded.name, [])  # what the last mirror could not fetch
+            ok = has and not bad and not lacks
+            detail = f"{bundle} holds {loaded.name}" if has else f"{bundle} does not hold {loaded.name}"
+            if bad:
+                detail += f"; {len(bad)} corrupt or missing blob(s): " + "; ".join(bad)
+            if lacks:
+                detail += f"; INCOMPLETE, never fetched: {', '.join(lacks)}"
+            rows.append({"name": "bundle", "status": "ok" if ok else "fail", "detail": detail,
+                         "fix": None if ok else f"provision mirror {loaded.name} --to {bundle} (repairs and completes "
+                                                "it in place)"})
+            code = code or (0 if ok else 2)
         if as_json:
             echo_json({"preflight": rows, "exit_code": code})
         else:
@@ -65,7 +70,14 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
                 echo(f"{r['status']:<4}  {r['name']:<22}  {r['detail']}" + (f"\n      fix: {r['fix']}" if r.get("fix") else ""))
         raise typer.Exit(code)
     if checklist_file is not None:
-        checklist = json.loads(checklist_file.read_text())
+        from ..readers import load_json
+
+        checklist = load_json(checklist_file, "a checklist (checklist.json from provision compile)")
+        if not isinstance(checklist, dict) or not isinstance(checklist.get("checks"), list) or not all(
+                isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("kind"), str)
+                and isinstance(c.get("title"), str) for c in checklist["checks"]):
+            raise UsageError(f"{checklist_file}: not a checklist written by `provision compile`",
+                             hint="pass the checklist.json of a compile output, or leave --checklist out")
     else:
         lp = lockfile.lockfile_path(lockdir or lockfiles_dir(), loaded.name, plan_.variant)
         pins = lockfile.pip_pins(lockfile.read(lp)) if lp.is_file() else None
@@ -113,6 +125,7 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
            from_step: Optional[str] = typer.Option(None, "--from-step", help="Run this step and every later one again."),
            no_verify: bool = typer.Option(False, "--no-verify", help="Skip the final checklist."),
            dry_run: bool = typer.Option(False, "--dry-run", help="Print every step with its command and environment; change nothing."),
+           wait: bool = typer.Option(False, "--wait", help="If another apply is working on this prefix, wait for it instead of stopping."),
            lockdir: Optional[Path] = typer.Option(None, "--lockdir", help="Where lockfiles live (default: lockfiles/).")) -> None:
     """Build TARGET's environment from its lockfile; compile its CUDA extensions safely; resumable."""
     from ..apply import ApplyOptions, apply
@@ -133,5 +146,5 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
         sources[name] = Path(d).resolve()
     opts = ApplyOptions(lockdir=lockdir or lockfiles_dir(), offline=offline, bundle=bundle, dry_run=dry_run,
                         from_step=from_step, venv=venv, python=python, sources=sources, existing=existing,
-                        cache=not no_cache, progress=sys.stderr.isatty())
+                        cache=not no_cache, progress=sys.stderr.isatty(), wait=wait)
     raise typer.Exit(apply(loaded, host, plan_, opts, echo=echo))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -108,19 +109,27 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
             echo(f"{len(builds)} cached extension build file(s) from {builds_from} added")
     failed = [p for p in problems if p.fatal] + report.failed
     warnings = [p for p in problems if not p.fatal]
+    missing = m.record_outcome(bundle, spec.name, problems, report)
     if as_json:
         echo_json({"bundle": display_path(to), "target": spec.name, "variant": v, **report.as_dict(),
-                    "failed": [p.as_dict() for p in failed], "warnings": [p.as_dict() for p in warnings]})
+                   "complete": not missing, "missing": missing,
+                   "failed": [p.as_dict() for p in failed], "warnings": [p.as_dict() for p in warnings]})
     else:
-        if not report.downloaded and not report.failed:
+        if not report.downloaded and not missing:
             echo(f"{display_path(to)}: complete, nothing to download ({len(report.skipped)} artifacts)")
         else:
             echo(f"{display_path(to)}: {len(report.downloaded)} downloaded ({human(report.bytes_fetched)}), "
-                       f"{len(report.skipped)} already there, {len(failed)} failed")
+                 f"{len(report.skipped)} already there, {len(failed)} failed"
+                 + ("" if missing else "; complete"))
+        if report.repaired:
+            echo(f"repaired: {', '.join(report.repaired)} (truncated or changed in the bundle; fetched again)")
         for p in failed:
             echo_problem("failed", p)
         for p in warnings:
             echo_problem("warning", p)
+        if missing:
+            echo(f"the bundle is INCOMPLETE for {spec.name}: {len(missing)} artifact(s) missing; "
+                 "re-run the same command to fetch them (finished files are kept)", err=True)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -146,6 +155,14 @@ def seed(bundle_dir: Path = typer.Argument(..., help="A bundle made by `provisio
     if bad:
         raise BundleError(f"{bundle_dir}: {len(bad)} problem(s), nothing was seeded:\n  " + "\n  ".join(bad),
                           hint="re-run `provision mirror` into the same directory to repair it")
+    missing = b.missing()
+    if prefix is not None:  # only its activate.d/deactivate.d get a file, provision-seed.sh (a differing one is backed up)
+        from ..paths import refuse_prefix
+
+        refuse_prefix(prefix, "--prefix")
+        if not prefix.is_dir():
+            raise BundleError(f"--prefix {prefix} is not an environment directory",
+                              hint="pass the env's prefix (the directory with bin/ and etc/conda/), or leave it out")
     home = Path(os.path.expanduser("~"))
     hf = hf_home or Path(os.environ.get("HF_HOME") or home / ".cache" / "huggingface")
     th = torch_home or Path(os.environ.get("TORCH_HOME") or home / ".cache" / "torch")
@@ -159,7 +176,8 @@ def seed(bundle_dir: Path = typer.Argument(..., help="A bundle made by `provisio
     for a in rep.actions:
         counts[a.status] = counts.get(a.status, 0) + 1
     if as_json:
-        echo_json({"dry_run": dry_run, "actions": [a.as_dict() for a in rep.actions], "counts": counts, "env": rep.env})
+        echo_json({"dry_run": dry_run, "actions": [a.as_dict() for a in rep.actions], "counts": counts, "env": rep.env,
+                   "complete": not missing, "missing": missing})
     else:
         verb = "would write" if dry_run else "wrote"
         echo(f"{bundle_dir}: {len(b.entries)} artifacts verified; {verb} {counts.get('new', 0) + counts.get('replaced', 0)}, "
@@ -171,5 +189,10 @@ def seed(bundle_dir: Path = typer.Argument(..., help="A bundle made by `provisio
                                                        f"no etc/conda/activate.d in {prefix}"))
         echo("export these (the app then never reaches for the network):")
         for k, v in rep.env.items():
-            echo(f"  export {k}={v}")
-    raise typer.Exit(1 if rep.conflicts and not force else 0)
+            echo(f"  export {k}={shlex.quote(v)}")
+        for t, names in missing.items():
+            echo(f"INCOMPLETE: the bundle lacks {len(names)} artifact(s) of {t}: {', '.join(names[:8])}"
+                 + (f" and {len(names) - 8} more" if len(names) > 8 else ""), err=True)
+            echo(f"  on the online machine: provision mirror {t} --to BUNDLE (the same directory), then seed again",
+                 err=True)
+    raise typer.Exit(1 if (rep.conflicts and not force) or missing else 0)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ProvisionError
 from ..fsutil import file_digest
+from ..paths import remove_file
 
 CHUNK = 1 << 20
 USER_AGENT = "provision/0.1 (+https://github.com/provision)"
@@ -175,7 +176,7 @@ def fetch(job: Job, sess, policy: Policy = Policy(), progress: Progress | None =
         hashers = _hashers(job)
         have = part.stat().st_size if part.exists() else 0
         if job.size is not None and have > job.size:
-            part.unlink()
+            remove_file(part, dest.parent)
             have = 0
         if have:
             with open(part, "rb") as f:  # rebuild the hash state of what an earlier run wrote
@@ -194,7 +195,7 @@ def fetch(job: Job, sess, policy: Policy = Policy(), progress: Progress | None =
                     raise AuthRequired(f"{job.name}: {r.status_code} from {urlsplit(job.url).netloc}",
                                        hint="a gated or private file: accept its licence and set HF_TOKEN")
                 if r.status_code == 416 and have:  # .part already complete, or stale: start over
-                    part.unlink()
+                    remove_file(part, dest.parent)
                     raise _Retry("416 Range Not Satisfiable", 0)
                 if r.status_code in (429, 500, 502, 503, 504):
                     raise _Retry(f"HTTP {r.status_code}", retry_after(r.headers.get("Retry-After")))
@@ -210,7 +211,7 @@ def fetch(job: Job, sess, policy: Policy = Policy(), progress: Progress | None =
                 elif have and r.status_code == 206:
                     start = r.headers.get("Content-Range", "").split(" ")[-1].split("-")[0]
                     if start != str(have):
-                        part.unlink()
+                        remove_file(part, dest.parent)
                         raise _Retry(f"Content-Range starts at {start}, not {have}", 0)
                     mode = "ab"
                 else:
@@ -243,7 +244,7 @@ def fetch(job: Job, sess, policy: Policy = Policy(), progress: Progress | None =
             git_sha1 = _git_blob_sha1(part, size) if job.git_sha1 else None
             bad = _check(job, digests, size, git_sha1)
             if bad:
-                part.unlink()  # never keep wrong bytes, not even as a .part to resume
+                remove_file(part, dest.parent)  # never keep wrong bytes, not even as a .part to resume
                 raise _Retry(f"checksum mismatch: {bad}", 0)
             os.replace(part, dest)
             return Result(job, digests["sha256"], size, fetched)

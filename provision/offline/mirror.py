@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .. import paths
+from ..archives import ArchiveError, check_zip
 from ..errors import ProvisionError
 from ..spec import TargetSpec
 from . import hfhub
@@ -121,12 +123,13 @@ def plan_entries(spec: TargetSpec, variant: str, lock: object | None, ep: Endpoi
 @dataclass
 class Report:
     downloaded: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # found truncated or tampered, fetched again
     skipped: list[str] = field(default_factory=list)
     failed: list[Problem] = field(default_factory=list)
     bytes_fetched: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        return {"downloaded": len(self.downloaded), "already_there": len(self.skipped),
+        return {"downloaded": len(self.downloaded), "already_there": len(self.skipped), "repaired": self.repaired,
                 "bytes_fetched": self.bytes_fetched, "failed": [p.as_dict() for p in self.failed]}
 
 
@@ -146,6 +149,10 @@ def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpo
     todo: list[Entry] = []
     for e in entries:
         prev = bundle.entries.get(e.key)
+        for sha in {x.sha256 for x in (prev, e) if x is not None and x.sha256}:
+            if bundle.blob(sha).is_file() and not bundle.verify_blob(sha):  # truncated or tampered: fetch it again
+                bundle.forget_blob(sha)
+                report.repaired.append(e.name)
         if prev is not None and prev.url == e.url and prev.revision == e.revision and bundle.complete(prev):
             bundle.record(Entry(**{**prev.__dict__, "targets": sorted(set(prev.targets) | set(e.targets))}), flush=False)
             report.skipped.append(e.name)
@@ -188,14 +195,21 @@ def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpo
                 for e in group:
                     report.failed.append(Problem(e.name, err.message, err.hint))
                 continue
+            bad = _archive_problem(group[0], res.job.dest)
+            if bad is not None:  # a proxy's error page is not an archive: never keep it as one
+                paths.remove_file(res.job.dest, bundle.root, "a download that is not the archive it should be")
+                for e in group:
+                    report.failed.append(Problem(e.name, bad.message, bad.hint))
+                continue
             sha = res.sha256
             if not group[0].sha256:  # learnt while downloading: move it to its content address
                 blob = bundle.blob(sha)
                 blob.parent.mkdir(parents=True, exist_ok=True)
                 if blob.exists():
-                    res.job.dest.unlink()
+                    paths.remove_file(res.job.dest, bundle.root, "a duplicate download")
                 else:
                     os.replace(res.job.dest, blob)
+            bundle.stamp(sha)
             report.bytes_fetched += res.fetched
             for e in group:
                 e.sha256 = e.sha256 or sha
@@ -205,9 +219,37 @@ def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpo
                 on_done(e, False)
             bundle.save_every(1.0)
     bundle.save()
-    if not report.failed:
-        shutil.rmtree(bundle.root / ".partial", ignore_errors=True)
+    if not report.failed and (bundle.root / ".partial").is_dir():
+        paths.owned_dir(bundle.root / ".partial")
+        paths.remove_tree(bundle.root / ".partial", bundle.root, "finished downloads' scratch space")
     return report
+
+
+def _archive_problem(e: Entry, path: Path) -> ProvisionError | None:
+    """GitHub archives carry no published checksum: what makes one trustworthy is that it is
+    a zip of one `<repo>-<commit>/` tree (with hubconf.py, for torch.hub) and nothing else."""
+    if e.kind not in ("git-archive", "torch-hub-source"):
+        return None
+    try:
+        names = check_zip(path, strip_top=True)
+    except ArchiveError as err:
+        return err
+    if e.kind == "torch-hub-source" and "hubconf.py" not in names:
+        return ArchiveError(f"{e.name}: the archive from {e.url} has no hubconf.py: not a torch.hub repository",
+                            hint="check --github-base / --url-map; re-run to fetch it again")
+    return None
+
+
+def record_outcome(bundle: Bundle, target: str, problems: list[Problem], report: Report) -> list[str]:
+    """Write into the manifest what this target still lacks, so seed and `verify --preflight`
+    say "incomplete" (and what) instead of "complete"."""
+    missing = sorted({p.name for p in problems if p.fatal} | {p.name for p in report.failed})
+    rec = dict(bundle.targets.get(target, {}))
+    rec["missing"] = missing
+    rec["complete"] = not missing
+    bundle.targets[target] = rec
+    bundle.save()
+    return missing
 
 
 def add_builds(bundle: Bundle, data_dir: Path, target: str) -> list[Entry]:

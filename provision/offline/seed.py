@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..fsutil import file_digest
-from .bundle import Bundle, BundleError, Entry, safe_relpath
+from .. import paths
+from ..archives import check_zip, extract_zip
+from ..fsutil import backup_name, file_digest
+from ..secrets import is_secret_name
+from .bundle import REFUSED, Bundle, BundleError, Entry
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -65,34 +67,38 @@ def verify_blobs(b: Bundle) -> list[str]:
     return bad
 
 
-def _real(p: Path) -> Path:
-    """p with every symlink of its existing part resolved (the rest does not exist yet)."""
-    rest: list[str] = []
-    while not (p.exists() or p.is_symlink()) and p != p.parent:
-        rest.append(p.name)
-        p = p.parent
-    return p.resolve().joinpath(*reversed(rest))
-
-
 def _inside(root: Path, rel: str, what: str) -> Path:
-    p = root / Path(*safe_relpath(rel, what).parts)
-    if not _real(p.parent).is_relative_to(_real(root)):
-        raise BundleError(f"{what}: {p} leads outside {root} (a symlink on the way points elsewhere)",
-                          hint="remove that symlink, or seed into another directory")
-    return p
+    try:
+        return paths.inside(root, rel, what)
+    except paths.PathRefused as e:
+        raise BundleError(e.message, hint=REFUSED) from None
 
 
-def _fill(template: str, env: dict[str, str], data: Path) -> str:
-    def sub(m: re.Match[str]) -> str:
-        key = m.group(1)
-        if key == "data":
-            return str(data)
-        if key in os.environ:
-            return os.environ[key]
-        if key in env:
-            return _fill(env[key], env, data)
-        raise BundleError(f"cannot resolve {{{key}}} in {template!r}", hint=f"export {key}=DIR and re-run")
-    return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, template)
+def place_root(place: str, env: dict[str, str], data: Path) -> tuple[Path, str]:
+    """Where a url weight goes: (the directory its placeholder names, the path below it).
+
+    `{data}` is the data dir. `{NAME}` is the user's own $NAME when set (their choice), else
+    the manifest's value for NAME, which must itself lie under {data}: a bundle can never
+    point a write at an absolute path of its choosing. Nothing else is expanded (no $HF_TOKEN
+    from the environment, no secret-named variable)."""
+    m = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)\}/(.+)", place, flags=re.S)
+    if not m:
+        raise BundleError(f"place {place!r} must start with {{data}} or {{NAME}}", hint=REFUSED)
+    key, rel = m.groups()
+    if key == "data":
+        return data, rel
+    if is_secret_name(key) or key not in env:
+        raise BundleError(f"place {place!r}: {{{key}}} is not a directory this bundle declares",
+                          hint="a bundle's places use {data} or a variable of its target's env; " + REFUSED)
+    if os.environ.get(key):
+        root = Path(os.environ[key])
+        paths.refuse_prefix(root, f"${key}")
+        return root, rel
+    inner = re.fullmatch(r"\{data\}/(.+)", env[key], flags=re.S)
+    if not inner:
+        raise BundleError(f"the bundle sets {key}={env[key]!r}: a bundle's directories lie under {{data}}",
+                          hint=f"export {key}=DIR to choose one yourself, or re-create the bundle; " + REFUSED)
+    return _inside(data, inner.group(1), f"{key} of the bundle"), rel
 
 
 def _same(dst: Path, src: Path | None, text: str | None) -> bool:
@@ -132,6 +138,7 @@ def plan_seed(b: Bundle, hf_home: Path, torch_home: Path, data: Path, local_dir:
             if local_dir is not None:
                 rep.actions.append(Action("copy", _inside(local_dir, f"{e.repo}/{e.path}", what), blob, what=what))
         elif e.kind == "torch-hub-source":
+            check_zip(blob, strip_top=True) if blob is not None and blob.is_file() else None  # before any write
             owner, repo = e.repo.split("/")  # type: ignore[union-attr]
             ref = (e.path or "main").replace("/", "_")
             rep.actions.append(Action("extract", _inside(torch_home / "hub", f"{owner}_{repo}_{ref}", what), blob, what=what))
@@ -140,8 +147,8 @@ def plan_seed(b: Bundle, hf_home: Path, torch_home: Path, data: Path, local_dir:
             rep.actions.append(Action("copy", _inside(torch_home / "hub" / "checkpoints", PurePosixPath(e.dest).name, what),
                                       blob, what=what))
         elif e.kind == "url":
-            place = Path(_fill(e.place or f"{{data}}/{e.dest}", env, data))
-            rep.actions.append(Action("copy", _inside(place.parent, place.name, what), blob, what=what))
+            root, rel = place_root(e.place or f"{{data}}/{e.dest}", env, data)
+            rep.actions.append(Action("copy", _inside(root, rel, what), blob, what=what))
         elif e.kind in ("wheel", "sdist"):
             rep.actions.append(Action("copy", _inside(data / "wheelhouse", PurePosixPath(e.dest).name, what), blob, what=what))
         elif e.kind == "conda":
@@ -151,6 +158,8 @@ def plan_seed(b: Bundle, hf_home: Path, torch_home: Path, data: Path, local_dir:
             rel = "/".join(PurePosixPath(e.dest).parts[1:])
             rep.actions.append(Action("copy", _inside(data / "cache" / "ext", rel, what), blob, what=what))
         elif e.kind == "git-archive":
+            if blob is not None and blob.is_file():
+                check_zip(blob, strip_top=True)  # apply unpacks it later: refuse a bad one now, before any write
             rep.actions.append(Action("copy", _inside(data / "sources", PurePosixPath(e.dest).name, what), blob, what=what))
     for path, commit in refs.items():
         rep.actions.append(Action("write", path, text=commit, what=f"ref {path.name} -> {commit[:12]}"))
@@ -167,29 +176,10 @@ def plan_seed(b: Bundle, hf_home: Path, torch_home: Path, data: Path, local_dir:
     rep.env = {"HF_HOME": str(hf_home), "TORCH_HOME": str(torch_home), "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_OFFLINE": "1"}
     for k, v in env.items():
-        if k not in rep.env and "{data}" in v:
-            rep.env[k] = _fill(v, env, data)
+        inner = re.fullmatch(r"\{data\}/(.+)", v, flags=re.S)
+        if k not in rep.env and inner:
+            rep.env[k] = str(_inside(data, inner.group(1), f"{k} of the bundle"))
     return rep
-
-
-def _extract(zip_path: Path, dst: Path) -> None:
-    """A GitHub archive's contents, without its top-level `<repo>-<commit>/` directory."""
-    tmp = dst.with_name(dst.name + ".extracting")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with zipfile.ZipFile(zip_path) as z:
-        for info in z.infolist():
-            parts = PurePosixPath(info.filename).parts[1:]
-            if not parts:
-                continue
-            out = _inside(tmp, "/".join(parts), f"{zip_path.name} member {info.filename}")  # no zip-slip
-            if info.is_dir():
-                out.mkdir(parents=True, exist_ok=True)
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with z.open(info) as src, open(out, "wb") as f:
-                shutil.copyfileobj(src, f)
-    os.replace(tmp, dst)
 
 
 def apply_seed(rep: SeedReport, force: bool = False) -> None:
@@ -197,11 +187,8 @@ def apply_seed(rep: SeedReport, force: bool = False) -> None:
         if a.status == "same" or (a.status == "conflict" and not force):
             continue
         a.dst.parent.mkdir(parents=True, exist_ok=True)
-        if a.status == "conflict":
-            bak = a.dst.with_name(a.dst.name + ".bak")
-            if bak.exists() or bak.is_symlink():
-                bak.unlink() if not bak.is_dir() else shutil.rmtree(bak)
-            os.replace(a.dst, bak)
+        if a.status == "conflict":  # --force: the old one is kept, under a name no later run reuses
+            os.replace(a.dst, backup_name(a.dst))
             a.status = "replaced"
         if a.kind == "copy":
             tmp = a.dst.with_name(a.dst.name + ".seeding")
@@ -209,8 +196,7 @@ def apply_seed(rep: SeedReport, force: bool = False) -> None:
             os.replace(tmp, a.dst)
         elif a.kind == "link":
             tmp = a.dst.with_name(a.dst.name + ".seeding")
-            if tmp.is_symlink() or tmp.exists():
-                tmp.unlink()
+            paths.remove_file(tmp, a.dst.parent, "a half-made link")
             os.symlink(a.text, tmp)  # type: ignore[arg-type]
             os.replace(tmp, a.dst)
         elif a.kind == "write":
@@ -218,7 +204,7 @@ def apply_seed(rep: SeedReport, force: bool = False) -> None:
 
             atomic_write_text(a.dst, a.text or "")
         elif a.kind == "extract":
-            _extract(a.src, a.dst)  # type: ignore[arg-type]
+            extract_zip(a.src, a.dst, strip_top=True)  # type: ignore[arg-type]
         elif a.kind == "trust":
             with open(a.dst, "a") as f:
                 f.write(f"{a.text}\n")
@@ -226,7 +212,9 @@ def apply_seed(rep: SeedReport, force: bool = False) -> None:
 
 def write_activation(prefix: Path, env: dict[str, str]) -> list[Path]:
     """Put the seeded locations into an env's activation (conda activate.d / deactivate.d and
-    the plain activate.sh of `provision compile`), so the app finds them offline every time."""
+    the plain activate.sh of `provision compile`), so the app finds them offline every time.
+    A file of that name provision did not write is kept as a backup first."""
+    from ..fsutil import write_ours
     from ..templating import render
 
     pairs = sorted(env.items())  # the shell templates quote every value
@@ -235,9 +223,7 @@ def write_activation(prefix: Path, env: dict[str, str]) -> list[Path]:
     for rel, tpl in (("etc/conda/activate.d/provision-seed.sh", "compile/conda-activate.sh.j2"),
                      ("etc/conda/deactivate.d/provision-seed.sh", "compile/conda-deactivate.sh.j2")):
         if (prefix / rel).parent.is_dir():
-            from ..fsutil import atomic_write_text
-
-            atomic_write_text(prefix / rel, render(tpl, **ctx))
+            write_ours(paths.inside(prefix, rel, "an activation script"), render(tpl, **ctx))
             written.append(prefix / rel)
     return written
 

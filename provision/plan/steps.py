@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 
+from ..ids import url_file_name
 from ..spec import Extension, LoadedSpec, SdistSource, TargetSpec, UpstreamPathSource
 from .model import ExtensionPlan, NvccPlan, Step
 
@@ -14,7 +15,7 @@ def source_dir(spec: TargetSpec, ext: Extension, data: str) -> str:
     if isinstance(src, UpstreamPathSource):
         return f"{data}/src/{spec.name}-upstream/{src.upstream_path}"
     if isinstance(src, SdistSource):
-        return f"{data}/src/{src.sdist.rsplit('/', 1)[-1]}"
+        return f"{data}/src/{url_file_name(src.sdist)}"
     base = f"{data}/src/{ext.name}"
     return f"{base}/{src.subdirectory}" if src.subdirectory else base
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .. import paths
 from ..errors import LockError, ProvisionError, UsageError
 from ..host import HostFacts
 from ..lock import lockfile
@@ -142,30 +143,66 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
 EXECUTABLE = ("activate.sh", "mirror/mirror.sh")
 
 
+def _foreign(out: Path) -> list[str]:
+    """Files in an earlier output that compile did not write as they are now: added or edited
+    by someone. Compile replaces its own output only, so these stop it."""
+    listed: dict[str, str] = {}
+    for line in (out / MARKER).read_text(errors="replace").splitlines():
+        digest, _, rel = line.partition("  ")
+        listed[rel] = digest
+    bad = []
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out).as_posix()
+        if rel in (MARKER, paths.MARKER) or p.is_dir() and not p.is_symlink():
+            continue
+        if p.is_symlink() or rel not in listed or hashlib.sha256(p.read_bytes()).hexdigest() != listed[rel]:
+            bad.append(rel)
+    return bad
+
+
 def write_tree(files: dict[str, str], out: Path) -> None:
-    """Write `files` under `out` all at once. An existing `out` must be empty or ours."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file())):
-        raise UsageError(f"{out} exists and was not written by provision compile",
-                         hint="choose an empty or new directory for --out; provision never overwrites your files")
+    """Write `files` under `out` all at once. `out` must be new, empty, or an earlier compile
+    output nobody changed since: provision never deletes or overwrites a file it did not write."""
+    out = Path(out)
+    paths.refuse_prefix(out, "--out")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UsageError(f"{out} exists and is not a directory", hint="choose a new or empty directory for --out")
+    empty = out.is_dir() and not any(out.iterdir())
+    if out.is_dir() and not empty:
+        if not (out / MARKER).is_file():
+            raise UsageError(f"{out} exists and was not written by provision compile",
+                             hint="choose an empty or new directory for --out; provision never overwrites your files")
+        changed = _foreign(out)
+        if changed:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise UsageError(f"{out} holds files compile did not write, or changed since: {shown}",
+                             hint="move them elsewhere (or choose another --out): compile replaces only its own files")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = paths.owned_dir(Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)))
     try:
         for rel, text in files.items():
-            p = tmp / rel
+            p = paths.inside(tmp, rel, "a compiled file")
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
             if rel in EXECUTABLE:
                 p.chmod(0o755)
-        if out.exists():
+        if empty:  # the user's own (empty) directory stays; the files move into it, the marker last
+            for child in sorted(tmp.iterdir(), key=lambda c: c.name == MARKER):
+                os.replace(child, out / child.name)
+            tmp.rmdir()
+        elif out.exists():
             old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            if old.exists():
+                paths.remove_tree(old, out.parent, "a previous compile output")
+            paths.owned_dir(out)  # verified above to be compile's own, file by file
             out.rename(old)
             tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
+            paths.remove_tree(old, out.parent, "the compile output it replaces")
         else:
             tmp.rename(out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists():
+            paths.remove_tree(tmp, out.parent, "a half-written compile output")
         raise
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from packaging.version import Version
 
+from ..secrets import is_secret_name
 from ..versions import Dotted, cuda_from_tag
 from .fields import ENV_NAME, VARIANT_KEY
 from .models import EnvVar, PipPackage, TargetSpec
@@ -98,6 +99,9 @@ def _keys(spec: TargetSpec) -> Iterator[Finding]:
     for key in spec.env:
         if not ENV_NAME.fullmatch(key):
             yield ("env", key), f"{key!r} is not an environment variable name (A-Z, 0-9, _)", None
+        elif is_secret_name(key):
+            yield ("env", key), f"{key} looks like a secret: a spec is committed and copied into bundles and scripts", \
+                "leave it out: provision reads tokens from the environment (HF_TOKEN) and never writes them down"
     for key in spec.cuda_toolkits:
         try:
             Dotted(key)

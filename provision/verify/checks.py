@@ -64,21 +64,25 @@ def _explain(check: dict[str, Any], res: dict[str, Any], arch_fix: str) -> tuple
 
 
 def run_in_env(python: str, checklist: dict[str, Any], env: dict[str, str], timeout: float = 600) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(checklist, f)
-        path = f.name
-    try:
+    with tempfile.TemporaryDirectory(prefix="provision-verify-") as d:
+        path = Path(d) / "checklist.json"
+        path.write_text(json.dumps(checklist))
         try:
-            r = subprocess.run([python, str(RUNNER), path], capture_output=True, text=True, env=env, timeout=timeout)
-        except FileNotFoundError:
+            r = subprocess.run([python, str(RUNNER), str(path)], capture_output=True, text=True, env=env,
+                               timeout=timeout)
+        except (FileNotFoundError, PermissionError, NotADirectoryError):
             return {"error": f"{python}: no such interpreter"}
+        except OSError as e:
+            return {"error": f"{python}: cannot run it ({e.strerror or e})"}
         except subprocess.TimeoutExpired:
             return {"error": f"the checks did not finish in {timeout:.0f} s"}
-        if MARK not in r.stdout:
-            return {"error": f"{python} exited {r.returncode} without results: {r.stderr.strip()[-600:]}"}
-        return json.loads(r.stdout.rsplit(MARK, 1)[1])
-    finally:
-        os.unlink(path)
+    if MARK not in r.stdout:
+        return {"error": f"{python} exited {r.returncode} without results: {r.stderr.strip()[-600:]}"}
+    try:
+        out = json.loads(r.stdout.rsplit(MARK, 1)[1])
+    except json.JSONDecodeError:
+        return {"error": f"{python} printed results that are not JSON"}
+    return out if isinstance(out, dict) else {"error": f"{python} printed results of the wrong shape"}
 
 
 def _proxied(env: dict[str, str], url: str) -> bool:
@@ -227,8 +231,12 @@ def verify(checklist: dict[str, Any], python: str | None, env: dict[str, str]) -
 
 
 def exit_code(outcomes: list[Outcome], strict: bool = False) -> int:
-    bad = [o for o in outcomes if o.required and (o.status == "fail" or (strict and o.status in ("warn", "skipped")))]
-    return 1 if bad else 0
+    """2 when a required check fails (README: a failed check); with --strict, 1 for warnings and skips."""
+    if any(o.required and o.status == "fail" for o in outcomes):
+        return 2
+    if strict and any(o.required and o.status in ("warn", "skipped") for o in outcomes):
+        return 1
+    return 0
 
 
 def target_env(plan_env: dict[str, str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import ProvisionError
+from ..ids import CONTROL
 from ..host import HostFacts
 from ..plan import build_memory_gb
 from ..spec import TargetSpec
@@ -56,18 +57,23 @@ class Sizing:
 
 
 def parse_size_gb(text: str) -> float:
-    m = _SIZE.match(text)
+    m = _SIZE.fullmatch(text)
     if not m:
         raise ValueError(f"{text!r} is not a size like 16GB or 512MB")
     n, unit = float(m.group(1)), m.group(2).upper()
     return n * {"B": 1 / 2**30, "KB": 1 / 2**20, "MB": 1 / 1024, "GB": 1, "TB": 1024}[unit]
 
 
+def check_host_numbers(ram: float, cpus: int) -> None:
+    """A Windows host as Task Manager could show it: RAM 1-65536 GB, 1-4096 logical processors."""
+    if not (math.isfinite(ram) and 1 <= ram <= 65536) or not (1 <= cpus <= 4096):
+        raise WslConfigError(f"Windows RAM {ram:g} GB and {cpus} processors are not a real machine",
+                             hint="pass --windows-ram-gb (1-65536) and --windows-cpus (1-4096) as Task Manager shows them")
+
+
 def size(spec: TargetSpec, windows_ram_gb: float, windows_cpus: int, host: HostFacts | None = None) -> Sizing:
     """Values for [wsl2] from the target's needs and the Windows host, each with its reason."""
-    if windows_ram_gb <= 0 or windows_cpus <= 0:
-        raise WslConfigError("Windows RAM and processors must be positive",
-                             hint="pass --windows-ram-gb and --windows-cpus as Task Manager shows them")
+    check_host_numbers(windows_ram_gb, windows_cpus)
     leave = max(WINDOWS_RESERVE_MIN_GB, WINDOWS_RESERVE_FRACTION * windows_ram_gb)
     memory = max(1, math.floor(windows_ram_gb - leave))
     swap = max(1, math.ceil(spec.resources.swap_gb))
@@ -106,6 +112,9 @@ def optional_settings(mirrored: bool = False, dns_tunneling: bool = False, auto_
     if localhost_forwarding is not None:
         wsl2["localhostForwarding"] = "true" if localhost_forwarding else "false"
     if swap_file:
+        bad = check_value("swapFile", swap_file, "path")
+        if bad:
+            raise WslConfigError(f"--swap-file: {bad}", hint="a Windows path on one line, e.g. C:/temp/swap.vhdx")
         wsl2["swapFile"] = swap_file.replace("\\", "\\\\")
     if auto_memory_reclaim:
         if auto_memory_reclaim not in ("disabled", "gradual", "dropcache"):
@@ -118,6 +127,8 @@ def optional_settings(mirrored: bool = False, dns_tunneling: bool = False, auto_
 
 def check_value(key: str, value: str, kind: str) -> str | None:
     """Why a value is bad for its key kind, or None."""
+    if CONTROL.search(value):
+        return f"{key}={value!r} holds a control character (a newline would start a new line in the file)"
     v = value.strip().strip('"')
     if kind == "size":
         if v == "0":

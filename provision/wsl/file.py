@@ -5,16 +5,18 @@ back it up, write the merged file atomically, show a diff. The decisions are con
 from __future__ import annotations
 
 import difflib
+import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_bytes
 from ..host.probe import is_wsl, run_command
+from ..readers import InputError, Text, encode, read_text
 from ..spec import TargetSpec
 from ..templating import render
-from .config import WslConfigError, check_value, lint, merge, optional_settings, size
+from .config import WslConfigError, check_host_numbers, check_value, lint, merge, optional_settings, size
 
 DEFAULT_WINDOWS_RAM_GB = 32.0
 DEFAULT_WINDOWS_CPUS = 16
@@ -81,10 +83,11 @@ def run(spec: TargetSpec, *, windows_ram_gb: float | None, windows_cpus: int | N
     cpus = windows_cpus or DEFAULT_WINDOWS_CPUS
     needs_swap = any(e.peak_job_memory_gb for e in spec.extensions)
 
+    check_host_numbers(ram, cpus)
     if lint_only:
         if path is None or not path.exists():
             raise WslConfigError(f"no .wslconfig to lint{f' at {path}' if path else ''}", hint="pass --path FILE")
-        problems = lint(path.read_text(encoding="utf-8"), str(path), ram, needs_swap)
+        problems = lint(read_wslconfig(path).text, str(path), ram, needs_swap)
         for p in problems:
             echo(p)
         echo(f"{len(problems)} problem(s) in {path}" if problems else f"ok   {path}")
@@ -103,7 +106,8 @@ def run(spec: TargetSpec, *, windows_ram_gb: float | None, windows_cpus: int | N
     if path is None:
         raise WslConfigError("cannot find the Windows profile from here",
                              hint="pass --path /mnt/c/Users/<you>/.wslconfig")
-    old = path.read_bytes().decode("utf-8") if path.exists() else ""
+    current = read_wslconfig(path) if (path.exists() or path.is_symlink()) else Text("", "utf-8")
+    old = current.text
     problems = [p for p in lint(old, str(path)) if "outside any section" in p or "cannot read" in p]
     if problems:
         raise WslConfigError(problems[0], hint="fix that line first; nothing was written")
@@ -112,13 +116,35 @@ def run(spec: TargetSpec, *, windows_ram_gb: float | None, windows_cpus: int | N
     echo(diff or f"{path} already has these values: nothing to change")
     if dry_run or not diff:
         return 0
-    if path.exists():
-        backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
-        shutil.copy2(path, backup)
+    target = Path(os.path.realpath(path))  # a symlinked .wslconfig stays a symlink: its target is updated
+    if target.exists():
+        backup = _backup(target)
         echo(f"backup: {backup}")
-    data = new
-    atomic_write_text(path, data)
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    atomic_write_bytes(target, encode(new, current.encoding), mode)  # same encoding and BOM as it was read
     echo(f"written: {path}\nnow run `wsl --shutdown` from Windows (PowerShell or cmd), then reopen WSL")
     return 0
 
 
+def read_wslconfig(path: Path) -> Text:
+    """The user's .wslconfig as text: UTF-8, or UTF-16 as Notepad may save it."""
+    try:
+        return read_text(path, "a .wslconfig", max_bytes=1 << 20)
+    except InputError as e:
+        raise WslConfigError(e.message, hint=e.hint or "pass --path to the .wslconfig file") from None
+
+
+def _backup(path: Path) -> Path:
+    """<name>.<time>.bak, never overwriting an earlier backup (two writes in one second get two)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        cand = path.with_name(f"{path.name}.{stamp}{'' if n == 0 else f'.{n}'}.bak")
+        try:
+            fd = os.open(cand, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "wb") as f:
+            f.write(path.read_bytes())
+        shutil.copystat(path, cand)
+        return cand
+    raise WslConfigError(f"cannot find a free backup name next to {path}", hint="remove old .bak files")
