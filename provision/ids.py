@@ -90,6 +90,22 @@ def check_identifier(v: object) -> str:
     return _full(IDENTIFIER, v, "a Python name", "a Python name (letters, digits, _)")
 
 
+# Variables a spec or a bundle may never set: each makes the loader, the shell or Python run
+# code of someone else's choosing the moment the env is activated.
+_LOADER_ENV = re.compile(r"(?:LD_|DYLD_|PYTHON|PERL5|RUBY|NODE_|BASH_|JAVA_TOOL|_JAVA_|GCONV|GIO_|GTK_|QT_PLUGIN|LUA_).*"
+                         r"|PATH|ENV|IFS|PS[0-4]|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|CDPATH|HOME|SHELL|TERM|USER|LOGNAME"
+                         r"|CONDA_PREFIX|VIRTUAL_ENV|GIT_.*|SSL_CERT_.*|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|PIP_.*|UV_.*")
+
+
+def check_settable_env(v: object) -> str:
+    """An env variable name a spec's activation or a bundle may set (not LD_PRELOAD, PATH, PYTHON*...)."""
+    check_env_name(v)
+    if _LOADER_ENV.fullmatch(v):  # type: ignore[arg-type]
+        raise ValueError(f"{v} changes how programs load or start (the loader, the shell, Python, pip, git): "
+                         "provision never sets it from a spec or a bundle")
+    return v  # type: ignore[return-value]
+
+
 def check_hf_repo(v: object) -> str:
     _full(HF_REPO, v, "a Hugging Face repo id", "a Hugging Face repo id (owner/name)")
     if "--" in v or ".." in v:  # type: ignore[operator]

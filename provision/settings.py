@@ -38,20 +38,28 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def _from_env(var: str, fallback_var: str, *fallback: str) -> Path:
+    """A directory named by the environment; a value with a control character is refused (it
+    would end up inside generated scripts)."""
+    value = os.environ.get(var)
+    path = Path(value) if value else Path(os.environ.get(fallback_var) or os.path.join(os.path.expanduser("~"), *fallback)) / "provision"
+    text = os.path.abspath(path)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        from .errors import UsageError
+
+        raise UsageError(f"${var if value else fallback_var} holds a control character: {text!r}",
+                         hint=f"export {var}=DIR with a one-line path")
+    return Path(text)
+
+
 def data_dir() -> Path:
     """Where provision keeps envs, sources, wheels and weights: $PROVISION_DATA or XDG data home."""
-    if os.environ.get("PROVISION_DATA"):
-        return Path(os.environ["PROVISION_DATA"])
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "provision"
+    return _from_env("PROVISION_DATA", "XDG_DATA_HOME", ".local", "share")
 
 
 def cache_dir() -> Path:
     """Solver and index caches (rattler's repodata, uv's wheels): $PROVISION_CACHE or XDG cache home."""
-    if os.environ.get("PROVISION_CACHE"):
-        return Path(os.environ["PROVISION_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "provision"
+    return _from_env("PROVISION_CACHE", "XDG_CACHE_HOME", ".cache")
 
 
 def lockfiles_dir() -> Path:

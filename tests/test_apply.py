@@ -330,3 +330,26 @@ def test_a_running_step_shows_its_time_and_ninjas_progress() -> None:
     assert status_line(42.3, log) == "       42 s  [11/44] query_cuda.cu"
     assert status_line(3, "Building wheel for cext\n\n") == "        3 s  Building wheel for cext"
     assert len(status_line(1, "x" * 500, width=60)) == 60
+
+
+def test_two_applies_on_one_prefix_never_run_at_once(world: dict) -> None:
+    """The first holds the prefix; the second stops at once naming it (or, with --wait, queues
+    behind it); both leave the state consistent: a third apply finds everything done."""
+    t = world["t"]
+    args = [sys.executable, "-m", "provision", *apply_args(world, "--from-step", "build-cext", "--no-cache")]
+    log = t / "env" / "share" / "provision" / "logs" / "build-cext.log"
+    log.unlink(missing_ok=True)
+    first = subprocess.Popen(args, cwd=ROOT, env=os.environ | {"CEXT_SLOW": "6"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.is_file() and "setup.py" in log.read_text()):
+        time.sleep(0.1)
+    code, out = run(*apply_args(world, "--from-step", "build-cext"))
+    assert code == 2 and "another provision apply is working on" in out and "pid " in out, out
+    queued = subprocess.Popen([sys.executable, "-m", "provision", *apply_args(world, "--wait")], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert first.wait(timeout=120) == 0, first.stdout.read()  # type: ignore[union-attr]
+    out_q = queued.communicate(timeout=120)[0]
+    assert queued.returncode == 0, out_q
+    code, out = run(*apply_args(world))
+    assert code == 0 and "build-cext: done before, inputs unchanged - skipped" in out, out

@@ -328,3 +328,35 @@ def test_each_file_gets_its_own_progress_and_the_total_adds_up(server: FakeServe
               file_bar=Bar)
     assert not r.failed and set(bars) == {e.name for e in entries}
     assert sum(map(sum, bars.values())) == sum(total) == r.bytes_fetched
+
+
+def test_a_truncated_blob_and_a_missing_weight_are_named_then_repaired_by_mirror(server: FakeServer,
+                                                                                tmp_path: Path) -> None:
+    """Given a bundle whose checkpoint was truncated on the USB stick and whose u2net weight was
+    deleted: seed and preflight name both and exit non-zero, writing nothing; mirror re-run into
+    the same directory re-fetches exactly those two; then seed succeeds."""
+    spec = stage(server, "triposr", tmp_path / "envs")
+    bundle = tmp_path / "bundle"
+    assert run(*mirror_args(server, spec, bundle))[0] == 0
+    m = json.loads((bundle / "manifest.json").read_text())
+    by_name = {a["name"]: a for a in m["artifacts"]}
+    ckpt = by_name["stabilityai/TripoSR/model.ckpt"]
+    u2 = next(a for a in m["artifacts"] if a["kind"] == "url")
+    truncated, deleted = bundle / "blobs" / ckpt["sha256"], bundle / "blobs" / u2["sha256"]
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    deleted.unlink()
+    seed = ["seed", str(bundle), "--hf-home", str(tmp_path / "hf"), "--torch-home", str(tmp_path / "th"),
+            "--data-dir", str(tmp_path / "data")]
+    code, out = run(*seed)
+    assert code == 2 and "nothing was seeded" in out, out
+    assert f"blobs/{ckpt['sha256']}: content does not match" in out and f"blobs/{u2['sha256']}: missing" in out
+    assert not (tmp_path / "hf").exists() and not (tmp_path / "data").exists()
+    code, out = run("verify", str(spec), "--preflight", "--bundle", str(bundle), "--host",
+                    str(Path(__file__).parent / "fixtures" / "hosts" / "rtx5070ti-wsl2.json"))
+    assert code == 2 and ckpt["sha256"] in out and u2["sha256"] in out, out
+    code, out = run(*mirror_args(server, spec, bundle))
+    assert code == 0 and "repaired: stabilityai/TripoSR/model.ckpt" in out and "2 downloaded" in out, out
+    code, out = run(*seed)
+    assert code == 0, out
+    code, out = run(*mirror_args(server, spec, bundle))  # and now a re-run is a no-op again
+    assert code == 0 and "complete, nothing to download" in out, out

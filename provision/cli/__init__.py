@@ -11,6 +11,7 @@ import sys
 import typer
 
 from ..errors import ProvisionError
+from ..ids import CONTROL
 from ..secrets import redact
 from .app import app
 
@@ -34,6 +35,11 @@ def main() -> None:
     0 ok; 1 warnings (--strict), stale lockfiles, failed downloads, kept files; 2 bad input, a
     refused plan or lock, a failed check or step, a file that cannot be written; 3 an index or
     channel out of reach; 130 interrupted. A traceback is a bug."""
+    for i, arg in enumerate(sys.argv[1:], 1):  # one check for every option: no value may hide a newline
+        if CONTROL.search(arg):
+            _say(f"error: argument {i} ({redact(arg)[:60]!r}) holds a control character (a newline, a tab, an escape)")
+            _say("hint: paths, names and values given to provision are single lines")
+            sys.exit(2)
     try:
         rc = app(standalone_mode=False)  # click returns the code of typer.Exit here
     except ProvisionError as e:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from .. import ids
+from ..errors import UsageError
 from ..secrets import redact, redact_obj
 
 app = typer.Typer(
@@ -31,6 +34,20 @@ def echo(text: object = "", err: bool = False, nl: bool = True) -> None:
 
 def echo_json(data: object) -> None:
     echo(json.dumps(redact_obj(data), indent=2, sort_keys=False))
+
+
+def plan_dirs(prefix: Optional[str], data: Optional[str]) -> tuple[str | None, str]:
+    """--prefix and --data-dir as the absolute paths every generated script will name
+    (a relative one would mean something else in each shell that sources them)."""
+    from ..settings import data_dir
+
+    def absolute(v: str, flag: str) -> str:
+        try:
+            return ids.check_abs_path(os.path.abspath(os.path.expanduser(v)), flag)
+        except ValueError as e:
+            raise UsageError(f"{flag}: {e}", hint="give a directory path on one line") from None
+
+    return (absolute(prefix, "--prefix") if prefix else None), absolute(data or str(data_dir()), "--data-dir")
 
 
 def host_for(path: Optional[Path], target_port: int | None = None):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for
+from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
 
 
 @app.command("verify")
@@ -30,14 +30,15 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
     from ..lock import lockfile
     from ..plan import PlanOptions, make_plan
     from ..render.checklist import compile_checklist
-    from ..settings import data_dir, lockfiles_dir
+    from ..settings import lockfiles_dir
     from ..spec import load_target
     from ..templating import render as render_t
     from ..verify.checks import exit_code, target_env, verify
 
     loaded = load_target(target)
+    pfx, dd = plan_dirs(prefix, data)
     host = host_for(host_file, loaded.spec.app.port)
-    plan_ = make_plan(loaded, host, PlanOptions(variant=variant, prefix=prefix, data_dir=data or str(data_dir())))
+    plan_ = make_plan(loaded, host, PlanOptions(variant=variant, prefix=pfx, data_dir=dd))
     if preflight:
         from ..verify.doctor import diagnose
         from ..verify.doctor import exit_code as doctor_code
@@ -130,12 +131,13 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
     """Build TARGET's environment from its lockfile; compile its CUDA extensions safely; resumable."""
     from ..apply import ApplyOptions, apply
     from ..plan import PlanOptions, make_plan
-    from ..settings import data_dir, lockfiles_dir
+    from ..settings import lockfiles_dir
     from ..spec import load_target
 
     loaded = load_target(target)
+    pfx, dd = plan_dirs(prefix, data)
     host = host_for(host_file, loaded.spec.app.port)
-    plan_ = make_plan(loaded, host, PlanOptions(variant=variant, prefix=prefix, data_dir=data or str(data_dir())))
+    plan_ = make_plan(loaded, host, PlanOptions(variant=variant, prefix=pfx, data_dir=dd))
     if no_verify:
         plan_.steps[:] = [s for s in plan_.steps if s.id != "verify"]
     sources = {}

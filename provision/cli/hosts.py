@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for
+from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
 
 
 @app.command()
@@ -51,13 +51,13 @@ def plan(target: str = typer.Argument(..., help="Target name or spec file."),
          as_json: bool = JsonOpt) -> None:
     """Decide everything apply will do on a host: variant, arch list, nvcc, MAX_JOBS, steps, blockers."""
     from ..plan import PlanOptions, make_plan
-    from ..settings import data_dir
     from ..spec import load_target
     from ..templating import render
 
     loaded = load_target(target)
+    pfx, dd = plan_dirs(prefix, data)
     host = host_for(host_file, loaded.spec.app.port)
-    opts = PlanOptions(variant=variant, ptx=ptx, prefix=prefix, data_dir=data or str(data_dir()))
+    opts = PlanOptions(variant=variant, ptx=ptx, prefix=pfx, data_dir=dd)
     result = make_plan(loaded, host, opts)
     if as_json:
         echo_json(result.model_dump(mode="json"))

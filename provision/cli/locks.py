@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import ProvisionError, UsageError
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for
+from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
 
 
 @app.command()
@@ -96,14 +96,15 @@ def compile_(target: str = typer.Argument(..., help="Target name or spec file.")
     mirror script + SHA256SUMS, checklist, .wslconfig (WSL), README. Same inputs, same bytes."""
     from ..plan import PlanOptions
     from ..render.compile import CompileOptions, artifacts_for, write_tree
-    from ..settings import data_dir, display_path, lockfiles_dir
+    from ..settings import display_path, lockfiles_dir
     from ..spec import load_target
 
     loaded = load_target(target)
+    pfx, dd = plan_dirs(prefix, data)
     host = host_for(host_file, loaded.spec.app.port)
     opts = CompileOptions(lockdir=lockdir or lockfiles_dir(), require_lock=not no_lock,
                           windows_ram_gb=windows_ram_gb, windows_cpus=windows_cpus,
-                          plan=PlanOptions(variant=variant, ptx=ptx, prefix=prefix, data_dir=data or str(data_dir())))
+                          plan=PlanOptions(variant=variant, ptx=ptx, prefix=pfx, data_dir=dd))
     result, files = artifacts_for(loaded, host, opts)
     write_tree(files, out)
     if as_json:

@@ -278,6 +278,10 @@ def _check_target(name: object, t: object, where: str) -> dict[str, object]:
         if not isinstance(k, str) or not ids.ENV_NAME.fullmatch(k) or is_secret_name(k):
             raise BundleError(f"{where} targets.{name}.env: {k!r} is not a variable a bundle may set", hint=REFUSED)
         try:
+            ids.check_settable_env(k)
+        except ValueError as e:
+            raise BundleError(f"{where} targets.{name}.env: {e}", hint=REFUSED) from None
+        try:
             ids.check_text(v, f"the value of {k}")
         except ValueError as e:
             raise BundleError(f"{where} targets.{name}.env.{k}: {e}", hint=REFUSED) from None

@@ -86,8 +86,12 @@ def _load_with_includes(path: Path, files: list[str], stack: tuple[Path, ...]) -
     for i, inc in enumerate(includes):
         if not isinstance(inc, str):
             continue
-        target = (path.parent / inc).resolve()
         where = includes.item_locs[i]
+        if inc.startswith(("/", "~")) or any(ord(c) < 32 for c in inc):
+            raise SpecError([SpecProblem(where.file, where.line, f"include[{i}]",
+                                         f"{inc!r}: an include is a relative path to a fragment next to the spec",
+                                         f"paths are relative to {display_path(path.parent)}/")])
+        target = (path.parent / inc).resolve()
         if target in stack or target == path.resolve():
             raise SpecError([SpecProblem(where.file, where.line, f"include[{i}]",
                                          f"include cycle: {inc} includes this file again")])

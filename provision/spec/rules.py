@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from packaging.version import Version
 
+from ..ids import check_settable_env
 from ..secrets import is_secret_name
 from ..versions import Dotted, cuda_from_tag
 from .fields import ENV_NAME, VARIANT_KEY
@@ -99,6 +100,9 @@ def _keys(spec: TargetSpec) -> Iterator[Finding]:
     for key in spec.env:
         if not ENV_NAME.fullmatch(key):
             yield ("env", key), f"{key!r} is not an environment variable name (A-Z, 0-9, _)", None
+        elif not _settable(key):
+            yield ("env", key), f"{key} may not be set by a spec: it changes how programs load or start", \
+                "set it yourself if you must; activation scripts never do"
         elif is_secret_name(key):
             yield ("env", key), f"{key} looks like a secret: a spec is committed and copied into bundles and scripts", \
                 "leave it out: provision reads tokens from the environment (HF_TOKEN) and never writes them down"
@@ -107,6 +111,14 @@ def _keys(spec: TargetSpec) -> Iterator[Finding]:
             Dotted(key)
         except ValueError:
             yield ("cuda_toolkits", key), f"{key!r} is not a CUDA version like '12.4'", None
+
+
+def _settable(key: str) -> bool:
+    try:
+        check_settable_env(key)
+    except ValueError:
+        return False
+    return True
 
 
 def _variants(spec: TargetSpec) -> Iterator[Finding]:

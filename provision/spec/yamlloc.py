@@ -52,6 +52,9 @@ MAX_NODES = 50_000  # after aliases are expanded: an alias bomb (a: &a [x, x], b
 MAX_BYTES = 1 << 20
 
 
+_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null")}
+
+
 class _Budget:
     def __init__(self) -> None:
         self.nodes = 0
@@ -72,6 +75,10 @@ def _build(node: yaml.Node, file: str, problems: list[SpecProblem], path: str, b
     if budget.nodes > MAX_NODES:
         raise _TooBig(Loc(file, node.start_mark.line + 1))
     loc = Loc(file, node.start_mark.line + 1)
+    if node.tag not in _TAGS:  # !!python/object and friends: SafeLoader would refuse them; so do we, by name
+        problems.append(SpecProblem(file, loc.line, path, f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} "
+                                    "is not allowed in a spec", "write plain values: strings, numbers, lists, mappings"))
+        return None
     if isinstance(node, yaml.MappingNode):
         out = LMap(loc)
         for key_node, value_node in node.value:

@@ -77,10 +77,10 @@ def run(spec: TargetSpec, *, windows_ram_gb: float | None, windows_cpus: int | N
         path = profile / ".wslconfig" if profile else None
     if (windows_ram_gb is None or windows_cpus is None) and in_wsl:
         ram, cpus = windows_resources()
-        windows_ram_gb = windows_ram_gb or ram
-        windows_cpus = windows_cpus or cpus
-    ram = windows_ram_gb or DEFAULT_WINDOWS_RAM_GB
-    cpus = windows_cpus or DEFAULT_WINDOWS_CPUS
+        windows_ram_gb = ram if windows_ram_gb is None else windows_ram_gb
+        windows_cpus = cpus if windows_cpus is None else windows_cpus
+    ram = DEFAULT_WINDOWS_RAM_GB if windows_ram_gb is None else windows_ram_gb  # 0 is an answer: a wrong one
+    cpus = DEFAULT_WINDOWS_CPUS if windows_cpus is None else windows_cpus
     needs_swap = any(e.peak_job_memory_gb for e in spec.extensions)
 
     check_host_numbers(ram, cpus)
