@@ -71,6 +71,22 @@ def owned_dir(path: Path) -> Path:
     return path
 
 
+def scratch_dir(parent: Path, prefix: str) -> Path:
+    """A new, marked temp directory in `parent` (so it can be swapped in, or removed on failure).
+    If even the marker cannot be written (a full disk), the empty directory is removed again."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        (d / MARKER).write_text("created by provision; provision may delete what is inside\n")
+    except BaseException:
+        for child in d.iterdir():  # at most the half-written marker
+            child.unlink()
+        d.rmdir()
+        raise
+    return d
+
+
 def is_owned(path: Path, root: Path) -> bool:
     """A marker in `path` or in a directory between it and `root` (root included)."""
     root_r, p = real(root), real(path)

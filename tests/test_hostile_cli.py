@@ -222,3 +222,29 @@ def test_hostile_environment_variables_change_nothing_they_should_not(tmp_path: 
     before = w.snapshot()
     r = run(args, env=env, cwd=w.root)
     judge(r, w, before, r.code if code is None else code, ())
+
+
+@pytest.mark.parametrize("cid,argv", [
+    ("compile-disk-full", ["compile", "triposr", "--host", HOST, "--out", "OUT", "--data-dir", "/data/p"]),
+    ("doctor-save-disk-full", ["doctor", "--host", HOST, "--save", "OUT/host.json"]),
+    ("lock-check-report", ["verify", "triposr", "--host", HOST, "--python", "/nonexistent/python", "--report", "OUT/r.md"]),
+])
+def test_a_full_disk_is_a_message_and_leaves_nothing_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 cid: str, argv: list[str]) -> None:
+    import errno
+
+    w = _w(tmp_path)
+    (w.root / "OUT").mkdir()
+
+    def full(fd: int) -> None:  # the data does not fit: fsync reports it (delayed allocation), as on ext4/xfs
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device", str(self))))
+    w.allowed = []
+    before = w.snapshot()
+    r = run(argv, cwd=w.root)
+    monkeypatch.undo()
+    judge(r, w, before, 2, ("No space left on device",))
+    assert list((w.root / "OUT").iterdir()) == []

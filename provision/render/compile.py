@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -178,7 +177,7 @@ def write_tree(files: dict[str, str], out: Path) -> None:
             raise UsageError(f"{out} holds files compile did not write, or changed since: {shown}",
                              hint="move them elsewhere (or choose another --out): compile replaces only its own files")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = paths.owned_dir(Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)))
+    tmp = paths.scratch_dir(out.parent, f".{out.name}.")
     try:
         for rel, text in files.items():
             p = paths.inside(tmp, rel, "a compiled file")
