@@ -31,12 +31,14 @@ def _tar_zst(files: dict[str, bytes]) -> bytes:
         for name, data in sorted(files.items()):
             ti = tarfile.TarInfo(name)
             ti.size, ti.mtime = len(data), 0
+            ti.mode = 0o755 if name.startswith("bin/") else 0o644
             tf.addfile(ti, io.BytesIO(data))
     return zstandard.ZstdCompressor().compress(raw.getvalue())
 
 
 def conda_package(channel: Path, subdir: str, name: str, version: str, build: str = "h0_0",
-                  depends: tuple[str, ...] = (), noarch: str | None = None) -> Path:
+                  depends: tuple[str, ...] = (), noarch: str | None = None,
+                  files: dict[str, bytes] | None = None) -> Path:
     d = channel / subdir
     d.mkdir(parents=True, exist_ok=True)
     stem = f"{name}-{version}-{build}"
@@ -44,7 +46,7 @@ def conda_package(channel: Path, subdir: str, name: str, version: str, build: st
              "subdir": subdir, "timestamp": 1700000000000}
     if noarch:
         index["noarch"] = noarch
-    payload = {f"share/{name}/README": b"test package\n"}
+    payload = {f"share/{name}/README": b"test package\n", **(files or {})}
     paths = [{"_path": p, "path_type": "hardlink", "sha256": hashlib.sha256(b).hexdigest(), "size_in_bytes": len(b)}
              for p, b in payload.items()]
     info = {"info/index.json": json.dumps(index).encode(),
@@ -55,6 +57,26 @@ def conda_package(channel: Path, subdir: str, name: str, version: str, build: st
         z.writestr(f"info-{stem}.tar.zst", _tar_zst(info))
         z.writestr(f"pkg-{stem}.tar.zst", _tar_zst(payload))
     return path
+
+
+# Enough of a CUDA 12.8 toolkit for apply to install it, check it and build with it (no GPU, no
+# real compiler): nvcc answers --version and --list-gpu-arch like the real one and "compiles" by
+# touching its -o file; conda's layout keeps headers and libraries under targets/x86_64-linux/.
+STAND_IN_NVCC = b"""#!/bin/sh
+case "$1" in
+  --version) echo "nvcc: NVIDIA (R) Cuda compiler driver"; echo "Cuda compilation tools, release ${STANDIN_NVCC_RELEASE:-12.8}, V12.8.93"; exit 0 ;;
+  --list-gpu-arch) for a in 75 80 86 89 90 100 120; do echo compute_$a; done; exit 0 ;;
+esac
+out=""
+while [ $# -gt 0 ]; do [ "$1" = "-o" ] && out="$2"; shift; done
+[ -n "$out" ] && : > "$out"
+exit 0
+"""
+STAND_IN_TOOLKIT = {
+    "bin/nvcc": STAND_IN_NVCC,
+    "targets/x86_64-linux/include/cuda_runtime.h": b"/* stand-in */\n",
+    "targets/x86_64-linux/lib/stubs/libcuda.so": b"",
+}
 
 
 def index_channel(channel: Path) -> None:
@@ -71,7 +93,8 @@ def toy_channel(channel: Path) -> Path:
     conda_package(channel, "linux-64", "python", "3.11.9", "h0_0_cpython", ("libzlib >=1.3.1",))
     conda_package(channel, "noarch", "pip", "24.2", "pyh8b19718_1", ("python >=3.8",), noarch="python")
     conda_package(channel, "noarch", "cuda-version", "12.8", "h5d125a7_3", (), noarch="generic")
-    conda_package(channel, "linux-64", "cuda-nvcc", "12.8.93", "hcdd1206_1", ("cuda-version >=12.8,<12.9.0a0", "__cuda"))
+    conda_package(channel, "linux-64", "cuda-nvcc", "12.8.93", "hcdd1206_1", ("cuda-version >=12.8,<12.9.0a0", "__cuda"),
+                  files=STAND_IN_TOOLKIT)
     index_channel(channel)
     return channel
 

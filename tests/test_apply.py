@@ -4,6 +4,7 @@ built in place and made importable by its .pth shim."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -57,6 +58,11 @@ extensions:
     build: wheel
     nvcc: none
     peak_job_memory_gb: 1
+  - name: gext
+    module: gext
+    source: {{git: "https://github.com/example/gext.git", commit: 456789abcdef0123456789abcdef0123456789ab}}
+    build: wheel
+    peak_job_memory_gb: 1
 weights:
   urls:
     - {{name: model, url: "WURL", sha256: "WSHA", dest: "{{data}}/weights/model.bin"}}
@@ -83,6 +89,19 @@ from setuptools import Extension, setup
 setup(name="wext", version="0.3", packages=["wext"], ext_modules=[Extension("wext._c", ["wext/_c.c"])])
 """
 WINIT = "import importlib.metadata\n__version__ = importlib.metadata.version('wext')\nfrom ._c import hello\n"
+# A "CUDA" extension: its build asks $CUDA_HOME's nvcc for its version, as torch's cpp_extension does,
+# and records what it saw (the toolkit apply assembled, its headers, the stubs on LIBRARY_PATH).
+GSETUP = """\
+import os, pathlib, subprocess
+from setuptools import setup
+home = os.environ["CUDA_HOME"]
+out = subprocess.run([home + "/bin/nvcc", "--version"], capture_output=True, text=True, check=True).stdout
+assert pathlib.Path(home, "include", "cuda_runtime.h").is_file(), "no $CUDA_HOME/include/cuda_runtime.h"
+pathlib.Path("gext").mkdir(exist_ok=True)
+pathlib.Path("gext/__init__.py").write_text(
+    f"CUDA_HOME = {home!r}\\nNVCC = {out.splitlines()[-1]!r}\\nLIBRARY_PATH = {os.environ.get('LIBRARY_PATH', '')!r}\\n")
+setup(name="gext", version="0.1", packages=["gext"])
+"""
 CSRC = """\
 #include <Python.h>
 static PyObject *hello(PyObject *self, PyObject *args) { return PyUnicode_FromString("hello from C"); }
@@ -115,6 +134,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     src.mkdir()
     (src / "setup.py").write_text(SETUP)
     (src / "cext.c").write_text(CSRC)
+    gsrc = t / "gext-src"
+    gsrc.mkdir()
+    (gsrc / "setup.py").write_text(GSETUP)
+    host = json.loads(Path(HOST).read_text()) | {"nvcc": []}  # no nvcc here: the lock's toolkit builds
+    (t / "host.json").write_text(json.dumps(host))
     wsrc = t / "wext-src"
     (wsrc / "wext").mkdir(parents=True)
     (wsrc / "setup.py").write_text(WSETUP)
@@ -137,15 +161,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     code, out = run("seed", str(t / "bundle"), "--hf-home", str(t / "hf"), "--torch-home", str(t / "th"),
                     "--data-dir", str(t / "data"))
     # seeded, and said to be incomplete: the two sources are not in it (apply builds them from --source)
-    assert code == 1 and "INCOMPLETE" in out and "cext, wext" in out, out
-    return {"t": t, "spec": spec, "src": src, "wsrc": wsrc}
+    assert code == 1 and "INCOMPLETE" in out and "cext, gext, wext" in out, out
+    return {"t": t, "spec": spec, "src": src, "wsrc": wsrc, "gsrc": gsrc, "host": str(t / "host.json")}
 
 
 def apply_args(w: dict, *extra: str) -> list[str]:
     t = w["t"]
-    return ["apply", str(w["spec"]), "--host", HOST, "--offline", "--venv", "--python", sys.executable,
+    return ["apply", str(w["spec"]), "--host", w["host"], "--offline", "--venv", "--python", sys.executable,
             "--prefix", str(t / "env"), "--data-dir", str(t / "data"), "--lockdir", str(t / "lockfiles"),
-            "--source", f"cext={w['src']}", "--source", f"wext={w['wsrc']}", *extra]
+            "--source", f"cext={w['src']}", "--source", f"wext={w['wsrc']}", "--source", f"gext={w['gsrc']}", *extra]
 
 
 def test_apply_builds_the_env_offline_and_verify_is_green(world: dict) -> None:
@@ -209,10 +233,14 @@ def test_a_build_that_moves_a_pinned_package_is_stopped_naming_it(world: dict, m
 
 
 def test_dry_run_prints_every_step_and_changes_nothing(world: dict, tmp_path: Path) -> None:
-    code, out = run("apply", str(world["spec"]), "--host", HOST, "--prefix", str(tmp_path / "env"),
-                    "--data-dir", str(tmp_path / "data"), "--dry-run")
+    code, out = run("apply", str(world["spec"]), "--host", world["host"], "--prefix", str(tmp_path / "env"),
+                    "--data-dir", str(tmp_path / "data"), "--lockdir", str(world["t"] / "lockfiles"), "--dry-run")
     assert code == 0 and "[1/" in out and "build-cext" in out and "TORCH_CUDA_ARCH_LIST" in out
+    assert "toolkit: the CUDA 12.8 build toolkit" in out  # before pip-install, in the listing too
     assert "dry run: nothing was changed" in out and not (tmp_path / "env").exists()
+    code, out = run("apply", str(world["spec"]), "--host", world["host"], "--prefix", str(tmp_path / "env"),
+                    "--data-dir", str(tmp_path / "data"), "--lockdir", str(tmp_path / "no-locks"), "--dry-run")
+    assert code == 2 and "no current lockfile for apptoy/cu128" in out  # plan and lock agree, before step 1
 
 
 def test_a_new_env_reuses_the_cached_extension_build(world: dict, tmp_path: Path) -> None:
@@ -255,7 +283,7 @@ def test_the_conda_half_installs_offline_from_the_seeded_channel_checking_hashes
     lock = lockfile.read(t / "lockfiles" / "apptoy" / "cu128" / "conda-lock.yml")
     recs = lockfile.conda_records(lock, categories={"main"})
     log = tmp_path / "create.log"
-    rattler_install(ctx, recs, log)
+    rattler_install(ctx, recs, log, ctx.prefix)
     assert (tmp_path / "cenv" / "share" / "python" / "README").is_file()
     assert (tmp_path / "cenv" / "conda-meta").is_dir()
     victim = next((t / "data" / "channel" / "linux-64").glob("libzlib-*.conda"))
@@ -263,7 +291,7 @@ def test_the_conda_half_installs_offline_from_the_seeded_channel_checking_hashes
     try:
         victim.write_bytes(good[:-10] + b"0123456789")
         with pytest.raises(ApplyError, match="sha256 does not match"):
-            rattler_install(ctx, recs, log)
+            rattler_install(ctx, recs, log, ctx.prefix)
     finally:
         victim.write_bytes(good)
 
@@ -353,3 +381,66 @@ def test_two_applies_on_one_prefix_never_run_at_once(world: dict) -> None:
     assert queued.returncode == 0, out_q
     code, out = run(*apply_args(world))
     assert code == 0 and "build-cext: done before, inputs unchanged - skipped" in out, out
+
+
+# --- the CUDA build toolkit: one shared prefix from the lockfile, checked before the pip half ----------------
+
+
+def _toolkit_home(world: dict) -> Path:
+    homes = sorted((world["t"] / "data" / "toolkits").glob("cuda-12.8-*"))
+    assert len(homes) == 1, homes
+    return homes[0]
+
+
+def test_a_venv_env_builds_with_the_lockfiles_toolkit_from_a_shared_prefix(world: dict) -> None:
+    """Given a host without nvcc and a --venv env, apply installs the lock's cuda-toolkit category
+    (offline, from the seeded channel) into DATA/toolkits/cuda-12.8-<files>, checks its nvcc, and
+    the CUDA extension's build sees it as CUDA_HOME, with include/ and the stubs where torch looks."""
+    t = world["t"]
+    code, out = run(*apply_args(world))
+    assert code == 0, out
+    home = _toolkit_home(world)
+    assert (home / "include" / "cuda_runtime.h").is_file() and (home / "lib64" / "stubs" / "libcuda.so").exists()
+    r = subprocess.run([str(t / "env" / "bin" / "python"), "-c", "import gext; print(gext.CUDA_HOME); print(gext.NVCC); "
+                        "print(gext.LIBRARY_PATH)"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cuda_home, nvcc, library_path = r.stdout.splitlines()
+    assert cuda_home == str(home) and "release 12.8" in nvcc
+    assert library_path.split(":")[0] == str(home / "lib64" / "stubs")
+    log = (t / "env" / "share" / "provision" / "logs" / "toolkit.log").read_text()
+    assert "release 12.8" in log and "compiled a test kernel: exit 0" in log
+    assert not (t / "env" / "bin" / "nvcc").exists()  # the toolkit is not inside the env
+
+
+def test_a_second_env_shares_the_toolkit_prefix_without_reinstalling_it(world: dict, tmp_path: Path) -> None:
+    args = apply_args(world)
+    args[args.index("--prefix") + 1] = str(tmp_path / "env-2")
+    code, out = run(*args)
+    assert code == 0, out
+    log = (tmp_path / "env-2" / "share" / "provision" / "logs" / "toolkit.log").read_text()
+    assert "already holds these" in log
+
+
+@pytest.mark.parametrize("cid,break_it,words", [
+    ("wrong-major", lambda nvcc: nvcc.write_text(nvcc.read_text().replace("${STANDIN_NVCC_RELEASE:-12.8}", "11.8")),
+     "nvcc 11.8"),
+    ("missing", lambda nvcc: nvcc.unlink(), "no nvcc at"),
+])
+def test_apply_stops_before_the_pip_half_when_nvcc_is_missing_or_of_the_wrong_major(
+        world: dict, tmp_path: Path, cid: str, break_it, words: str) -> None:  # type: ignore[no-untyped-def]
+    nvcc = _toolkit_home(world) / "bin" / "nvcc"
+    saved = nvcc.read_bytes()
+    try:
+        break_it(nvcc)
+        args = apply_args(world)
+        args[args.index("--prefix") + 1] = str(tmp_path / "env-3")
+        code, out = run(*args)
+    finally:
+        nvcc.write_bytes(saved)
+        nvcc.chmod(0o755)
+    assert code == 2 and words in out, out
+    if cid == "wrong-major":
+        assert "torch refuses to build with another CUDA major" in out and "nothing was downloaded" in out
+    assert "[5/" not in out.split("toolkit")[-1]  # nothing after the toolkit step ran
+    logs = tmp_path / "env-3" / "share" / "provision" / "logs"
+    assert not (logs / "pip-install.log").exists()

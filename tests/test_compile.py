@@ -64,30 +64,45 @@ def test_activation_sets_and_deactivation_restores(tmp_path: Path) -> None:
     assert proxy.stdout.split() == ["corp.example,localhost,127.0.0.1,::1", "corp.example"]  # extended, then restored
 
 
-def test_trellis2_on_the_a6000_needs_a_lock_that_cannot_be_made_here(tmp_path: Path) -> None:
+def test_trellis2_on_the_a6000_compiles_its_driver_535_line_in_full(tmp_path: Path) -> None:
+    """Field note 002: driver 535 -> cu121, locked from recorded wheel facts: torch 2.5.1+cu121 from the
+    cu121 index with its public sha256, triton 3.2.0 (the spec's override), nvcc 12.2 in the lock."""
     code, out = compile_(tmp_path / "c", "trellis2", HOST_A6000)
-    assert code == 2 and "no lockfile for trellis2/cu121" in out and "--no-lock" in out
-    assert not (tmp_path / "c").exists()
-    code, out = compile_(tmp_path / "c", "trellis2", HOST_A6000, "--no-lock")
     assert code == 0, out
     c = tmp_path / "c"
-    assert "No lockfile was included" in (c / "README.md").read_text()
+    req = (c / "requirements.txt").read_text()
+    assert ("torch @ https://download.pytorch.org/whl/cu121/torch-2.5.1%2Bcu121-cp310-cp310-linux_x86_64.whl \\\n"
+            "    --hash=sha256:92af92c569de5da937dd1afb45ecfdd598ec1254cf2e49e3d698cb24d71aae14") in req
+    assert "triton @ https://files.pythonhosted.org/" in req and "triton-3.2.0-" in req
+    lock = (c / "conda-lock.yml").read_text()
+    assert "name: cuda-nvcc\n  version: 12.2.140" in lock and "provision-toolkit: '12.2'" in lock
     shims = sorted(p.name for p in (c / "site-packages").iterdir())
     assert shims == ["provision-flex-gemm.pth", "provision-o-voxel.pth"]
     assert (c / "site-packages" / "provision-flex-gemm.pth").read_text().splitlines()[-1] == \
         "/data/envs/trellis2/share/provision/ext/flex-gemm"
     assert not (c / "wslconfig").exists()  # a Linux host gets no .wslconfig
     assert "flash_attn-2.7.3.tar.gz" in (c / "mirror" / "SHA256SUMS").read_text()
+    readme = (c / "README.md").read_text()
+    assert "provision apply trellis2 --variant cu121" in readme  # what to do next, there
+    assert "| nvdiffrast | https://github.com/NVlabs/nvdiffrast.git @ 253ac4fcea7d |" in readme
+    assert "| flash-attn | flash_attn-2.7.3.tar.gz" in readme and "12.2 |" in readme
+    assert "/data/envs/trellis2" in readme and str(Path.home()) not in readme
 
 
-def test_trellis_on_the_a6000_is_pointed_to_its_locked_variant_and_compiles_with_it(tmp_path: Path) -> None:
-    """The plan picks cu118 (upstream's default, kaolin from NVIDIA's page: not lockable here); the
-    error names the variant that is locked and fits, and that variant compiles in full, twice the same."""
-    code, out = compile_(tmp_path / "c", "trellis", HOST_A6000)
-    assert code == 2 and "no lockfile for trellis/cu118" in out
-    assert "a variant that is locked and fits this host: --variant cu121-pypi" in out
+def test_without_its_lockfile_compile_says_how_to_make_it_or_goes_on_with_no_lock(tmp_path: Path) -> None:
+    code, out = compile_(tmp_path / "c", "trellis2", HOST_A6000, "--lockdir", str(tmp_path / "none"))
+    assert code == 2 and "no lockfile for trellis2/cu121" in out and "provision lock trellis2" in out
+    assert not (tmp_path / "c").exists()
+    code, out = compile_(tmp_path / "c", "trellis2", HOST_A6000, "--lockdir", str(tmp_path / "none"), "--no-lock")
+    assert code == 0, out
+    assert "No lockfile was included" in (tmp_path / "c" / "README.md").read_text()
+
+
+def test_trellis_on_the_a6000_gets_its_locked_variant_and_compiles_it_twice_the_same(tmp_path: Path) -> None:
+    """Upstream's default cu118 cannot be locked (no public cp310 hashes, kaolin from NVIDIA's page): the
+    plan takes the locked cu121-pypi and says why; it compiles in full, twice the same."""
     for d in ("c", "d"):
-        code, out = compile_(tmp_path / d, "trellis", HOST_A6000, "--variant", "cu121-pypi")
+        code, out = compile_(tmp_path / d, "trellis", HOST_A6000)
         assert code == 0, out
     c = tmp_path / "c"
     assert (c / "conda-lock.yml").read_bytes() == (tmp_path / "d" / "conda-lock.yml").read_bytes()
@@ -98,6 +113,7 @@ def test_trellis_on_the_a6000_is_pointed_to_its_locked_variant_and_compiles_with
     assert not any(line.startswith("kaolin") for line in req.splitlines())  # built from source, not a wheel
     plan = json.loads((c / "plan.json").read_text())
     assert plan["variant"] == "cu121-pypi" and "kaolin" in [e["name"] for e in plan["extensions"]]
+    assert "the default (cu118) has no lockfile" in plan["variant_reason"]
     checks = {ch["id"]: ch for ch in json.loads((c / "checklist.json").read_text())["checks"]}
     assert checks["binary-kaolin"]["dist"] == "kaolin"  # its binaries are found through its installed files
     assert checks["binary-kaolin"]["expect"] == ["8.6"] and "dist" not in checks.get("shim-kaolin", {})

@@ -208,8 +208,8 @@ def test_credentials_in_a_mirror_url_are_masked_in_every_message_and_file(tmp_pa
 
 
 @pytest.mark.parametrize("cid,env,args,code", [
-    ("provision-data-newline", {"PROVISION_DATA": "/tmp/d\ntouch INJECTED"}, ["plan", "triposr", "--host", HOST], 2),
-    ("xdg-data-home-escape", {"XDG_DATA_HOME": "/tmp/\x1b[31m"}, ["plan", "triposr", "--host", HOST], 2),
+    ("provision-data-newline", {"PROVISION_DATA": "/tmp/d\ntouch INJECTED"}, ["doctor"], 2),
+    ("xdg-data-home-escape", {"XDG_DATA_HOME": "/tmp/\x1b[31m"}, ["doctor", "triposr"], 2),
     ("no-proxy-newline", {"NO_PROXY": "localhost\ntouch INJECTED"}, ["doctor", "--json"], None),
     ("cxx-injects", {"CXX": "g++; touch INJECTED"}, ["doctor", "--json"], None),
     ("path-empty", {"PATH": ""}, ["doctor"], None),

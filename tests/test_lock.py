@@ -276,3 +276,34 @@ def test_the_committed_trellis_lock_needs_pypi_alone() -> None:
     files = [p for p in pins if p.git is None]
     assert files and all(p.url.startswith("https://files.pythonhosted.org/") and p.sha256 for p in files)
     assert [p.name for p in pins if p.git] == ["utils3d"]
+
+
+def test_the_header_command_reproduces_the_lock_byte_for_byte_and_check_resolve_sees_a_change(
+        tmp_path: Path, repos: dict) -> None:
+    """Given a lock made against a recorded index: a newer file appearing there (even under an old
+    date) does not move a re-lock, which prefers the locked versions; `lock --check --resolve` says
+    so, and says "stale", naming the package, once the locked file is gone from the index."""
+    assert lock(tmp_path, repos)[0] == 0
+    path = tmp_path / "lockfiles" / "toy" / "cu128" / "conda-lock.yml"
+    first = path.read_bytes()
+    assert f"--index-url {repos['index']}" in path.read_text().splitlines()[2]  # the header says how it was made
+    files = repos["root"] / "pypi" / "files"
+    newer = wheel(files, "setuptools", "70.2.0")
+    simple_index(repos["root"] / "pypi")
+    try:
+        spec = tmp_path / "envs" / "toy.yaml"
+        code, out = run("lock", "--check", str(spec), "--lockdir", str(tmp_path / "lockfiles"), "--resolve")
+        assert code == 0 and "a re-resolve writes the same bytes" in out, out
+        assert lock(tmp_path, repos)[0] == 0 and path.read_bytes() == first  # the header's command: same bytes
+        old = files / "setuptools-70.1.0-py3-none-any.whl"
+        held = old.read_bytes()
+        old.unlink()
+        simple_index(repos["root"] / "pypi")
+        code, out = run("lock", "--check", str(spec), "--lockdir", str(tmp_path / "lockfiles"), "--resolve")
+        assert code == 1 and "stale" in out and "setuptools 70.1.0 -> 70.2.0" in out, out
+        assert path.read_bytes() == first  # checking never writes the lockfile
+    finally:
+        if not (files / "setuptools-70.1.0-py3-none-any.whl").exists():
+            (files / "setuptools-70.1.0-py3-none-any.whl").write_bytes(held)
+        newer.unlink()
+        simple_index(repos["root"] / "pypi")

@@ -16,6 +16,8 @@ import pytest
 from provision.errors import PlanRefused, UsageError
 from provision.host import HostFacts, load_host
 from provision.plan import PlanOptions, make_plan
+from provision.lock.facts import current
+from provision.settings import lockfiles_dir
 from provision.spec import load_target
 
 from conftest import FIXTURES
@@ -28,29 +30,35 @@ def host(name: str) -> HostFacts:
 
 
 def plan(target: str, host_name: str, **opts):  # type: ignore[no-untyped-def]
-    return make_plan(load_target(target), host(host_name), PlanOptions(data_dir="/data", **opts))
+    """As the CLI plans: with what the committed lockfiles say (unless `locks` is given)."""
+    loaded = load_target(target)
+    opts.setdefault("locks", current(loaded.spec, lockfiles_dir()))
+    return make_plan(loaded, host(host_name), PlanOptions(data_dir="/data", **opts))
 
 
 # target, host, variant, TORCH_CUDA_ARCH_LIST, nvcc source (version), MAX_JOBS of the first extension, blockers
 TABLE = [
-    # field note 000: TRELLIS on a 16 GB WSL VM with nvcc 11.8: upstream cu118, system nvcc, 6 jobs not 16
-    ("trellis", "rtx3090-wsl2-16g", "cu118", "8.6", ("system", "11.8"), 6, []),
-    # field note 002: driver 535 stops at CUDA 12.2 -> cu121, never cu124; nvcc 11.5 -> conda cuda-nvcc 12.1
-    ("trellis2", "a6000-linux-535", "cu121", "8.6", ("conda", "12.1"), 22, []),
-    ("trellis", "a6000-linux-535", "cu118", "8.6", ("conda", "11.8"), 32, []),
-    ("triposr", "a6000-linux-535", "cu121", "8.6", ("conda", "12.1"), 32, []),
+    # field note 000: TRELLIS on a 16 GB WSL VM with nvcc 11.8: upstream's cu118 has no lock (its cp310 wheels
+    # have no public hashes), so the locked cu121-pypi; nvcc 11.8 is the wrong major -> the lock's 12.2 toolkit
+    ("trellis", "rtx3090-wsl2-16g", "cu121-pypi", "8.6", ("toolkit", "12.2"), 6, []),
+    # field note 002: driver 535 stops at CUDA 12.2 -> cu121, never cu124; nvcc 11.5 -> the locked 12.2 toolkit
+    ("trellis2", "a6000-linux-535", "cu121", "8.6", ("toolkit", "12.2"), 22, []),
+    ("trellis", "a6000-linux-535", "cu121-pypi", "8.6", ("toolkit", "12.2"), 32, []),
+    ("triposr", "a6000-linux-535", "cu121", "8.6", ("toolkit", "12.2"), 32, []),
     # field note 004: Blackwell gets the cu128 build and 12.0 in the arch list, system nvcc 12.8 fits
     ("triposr", "rtx5070ti-wsl2", "cu128", "12.0", ("system", "12.8"), 18, []),
-    # the H100: nvcc 13.0 is the wrong major for any cu12 torch -> conda nvcc of the variant's CUDA
-    ("trellis2", "h100-cuda13", "cu124", "9.0", ("conda", "12.4"), 16, []),
-    ("triposr", "h100-cuda13", "cu121", "9.0", ("conda", "12.1"), 16, []),
-    ("trellis", "h100-cuda13", "cu118", "9.0", ("conda", "11.8"), 16, []),
+    # the H100: nvcc 13.0 is the wrong major for any cu12 torch -> the lock's toolkit
+    ("trellis2", "h100-cuda13", "cu124", "9.0", ("toolkit", "12.6"), 16, []),
+    ("triposr", "h100-cuda13", "cu121", "9.0", ("toolkit", "12.2"), 16, []),
+    ("trellis", "h100-cuda13", "cu121-pypi", "9.0", ("toolkit", "12.2"), 16, []),
+    # an RTX 4090 on driver 550 without nvcc: cu124 runs, the toolkit comes from the lock
+    ("trellis2", "rtx4090-linux-550", "cu124", "8.9", ("toolkit", "12.6"), 11, []),
     # no GPU: the plan is shown, but apply is blocked
-    ("triposr", "no-gpu", "cu121", "", ("conda", "12.1"), 2, ["no NVIDIA GPU found"]),
-    ("trellis2", "no-gpu", "cu124", "", ("conda", "12.4"), 2,
+    ("triposr", "no-gpu", "cu121", "", ("toolkit", "12.2"), 2, ["no NVIDIA GPU found"]),
+    ("trellis2", "no-gpu", "cu124", "", ("toolkit", "12.6"), 2,
      ["no NVIDIA GPU found", "GB RAM + 0 GB swap < 32 GB", "free disk < 60 GB"]),
     # a 16 GB VM is too small for TRELLIS.2's 32 GB
-    ("trellis2", "rtx3090-wsl2-16g", "cu124", "8.6", ("conda", "12.4"), 2, ["GB swap < 32 GB trellis2 needs"]),
+    ("trellis2", "rtx3090-wsl2-16g", "cu124", "8.6", ("toolkit", "12.6"), 2, ["GB swap < 32 GB trellis2 needs"]),
 ]
 
 
@@ -65,6 +73,8 @@ def test_plan_table(target, host_name, variant, arch, nvcc, jobs, blockers) -> N
     assert len(p.blockers) == len(blockers), [b.what for b in p.blockers]
     for want, got in zip(blockers, p.blockers):
         assert want in got.what
+    if p.nvcc.source == "toolkit":  # the toolkit's nvcc major is torch's
+        assert p.nvcc.version.split(".")[0] == p.cuda.split(".")[0]
 
 
 def test_driver_535_never_gets_a_cuda_above_12_2() -> None:
@@ -86,7 +96,7 @@ def test_trellis_is_refused_on_blackwell_with_the_reason() -> None:
     with pytest.raises(PlanRefused) as e:
         plan("trellis", "rtx5070ti-wsl2")
     assert all("sm_120" in r and "up to sm_90" in r for r in e.value.reasons)
-    assert "cu128" in (e.value.hint or "")
+    assert "CUDA >= 12.8" in (e.value.hint or "") and "update" not in (e.value.hint or "")
 
 
 def test_forced_variant_that_cannot_run_is_refused() -> None:
@@ -100,14 +110,24 @@ def test_unknown_variant_is_a_usage_error() -> None:
         plan("trellis2", "a6000-linux-535", variant="cu999")
 
 
-def test_nvcc_plan_sets_cuda_home_to_the_env_with_conda_nvcc() -> None:
+def test_the_toolkit_is_one_shared_prefix_named_by_its_version_and_files() -> None:
     p = plan("trellis2", "a6000-linux-535")
-    assert p.nvcc.cuda_home == "/data/envs/trellis2"
-    assert "cuda-nvcc=12.1.*" in p.nvcc.conda_packages
+    facts = current(load_target("trellis2").spec, lockfiles_dir())["cu121"]
+    assert p.nvcc.cuda_home == f"/data/toolkits/cuda-12.2-{facts.toolkit_sha256[:12]}"
     assert "11.5" in p.nvcc.reason and "major version differs" in p.nvcc.reason
     build = next(s for s in p.steps if s.id == "build-nvdiffrast")
-    assert build.env["CUDA_HOME"] == "/data/envs/trellis2"
-    assert build.env["TORCH_CUDA_ARCH_LIST"] == "8.6"
+    assert build.env["CUDA_HOME"] == p.nvcc.cuda_home and build.env["TORCH_CUDA_ARCH_LIST"] == "8.6"
+    ids = [s.id for s in p.steps]
+    assert ids.index("toolkit") < ids.index("pip-install")  # checked before the pip half is downloaded
+    assert plan("triposr", "a6000-linux-535").nvcc.cuda_home == p.nvcc.cuda_home  # two targets, one toolkit
+
+
+def test_a_host_gcc_too_new_for_nvcc_builds_with_the_toolkits_own_gcc() -> None:
+    p = plan("triposr", "h100-cuda13")  # gcc 13 on the H100; nvcc 12.2 accepts <= 12
+    assert p.nvcc.cxx == f"{p.nvcc.cuda_home}/bin/x86_64-conda-linux-gnu-g++"
+    build = next(s for s in p.steps if s.id.startswith("build-"))
+    assert build.env["CXX"] == p.nvcc.cxx and build.env["CC"].endswith("x86_64-conda-linux-gnu-gcc")
+    assert not any("unsupported GNU version" in w.what for w in p.warnings)
 
 
 def test_ptx_option_adds_ptx_to_the_highest_arch_only() -> None:
@@ -134,7 +154,7 @@ def test_an_old_nvcc_that_cannot_compile_for_the_gpu_is_not_chosen() -> None:
     h = h.model_copy(update={"nvcc": [h.nvcc[0].model_copy(update={"path": "/usr/local/cuda-12.4/bin/nvcc",
                                                                     "version": "12.4"})]})
     p = make_plan(load_target("triposr"), h)
-    assert p.nvcc.source == "conda" and p.nvcc.version == "12.8"
+    assert p.nvcc.source == "toolkit" and p.nvcc.version == "12.8"
     assert "older than torch's CUDA 12.8" in p.nvcc.reason
 
 
@@ -164,10 +184,11 @@ def test_the_job_limit_reaches_cmake_builds_too() -> None:
     assert step.env["CMAKE_BUILD_PARALLEL_LEVEL"] == step.env["MAX_JOBS"] == str(p.extensions[0].max_jobs)
 
 
-def test_the_build_path_puts_the_env_first_once_even_when_nvcc_comes_from_conda() -> None:
-    p = plan("trellis2", "a6000-linux-535")  # system nvcc 11.5 cannot build for torch's CUDA 12.1: conda's
+def test_the_build_path_puts_the_env_first_then_the_toolkit() -> None:
+    p = plan("trellis2", "a6000-linux-535")  # system nvcc 11.5 cannot build for torch's CUDA 12.1: the toolkit's
     step = next(s for s in p.steps if s.id == "build-nvdiffrast")
-    assert step.env["CUDA_HOME"] == p.prefix and step.env["PATH"] == f"{p.prefix}/bin:$PATH"
+    assert step.env["CUDA_HOME"] == p.nvcc.cuda_home
+    assert step.env["PATH"] == f"{p.prefix}/bin:{p.nvcc.cuda_home}/bin:$PATH"
 
 
 def test_proxy_without_no_proxy_and_busy_port_are_warnings_with_fixes() -> None:
@@ -178,13 +199,13 @@ def test_proxy_without_no_proxy_and_busy_port_are_warnings_with_fixes() -> None:
 
 
 def test_gcc_newer_than_nvcc_accepts_is_a_warning() -> None:
-    p = plan("triposr", "h100-cuda13")  # gcc 13.3 with nvcc 12.1 (max gcc 12)
+    p = plan("triposr", "h100-cuda13", locks=None)  # gcc 13.3, nvcc 12.2 (max gcc 12), no toolkit g++ known
     assert any("unsupported GNU version" in w.what for w in p.warnings)
 
 
 def test_steps_are_ordered_and_extensions_build_after_the_torch_guard() -> None:
     ids = [s.id for s in plan("trellis2", "a6000-linux-535").steps]
-    assert ids[:6] == ["compile", "sources", "create-env", "cuda-toolkit", "pip-install", "torch-guard"]
+    assert ids[:6] == ["compile", "sources", "create-env", "toolkit", "pip-install", "torch-guard"]
     assert ids.index("build-o-voxel") > ids.index("build-cumesh") > ids.index("torch-guard")
     assert ids[-1] == "verify"
 
@@ -248,3 +269,117 @@ def test_bad_host_file_is_a_clear_error(tmp_path: Path, content: str, words: str
 def test_missing_host_file_says_how_to_make_one(tmp_path: Path) -> None:
     proc = cli("plan", "trellis", "--host", str(tmp_path / "nope.json"))
     assert proc.returncode == 2 and "provision doctor --save" in proc.stderr
+
+
+# --- plan and lock agree -------------------------------------------------------------------------------------
+
+
+def test_when_the_default_variant_has_no_lock_the_best_locked_one_is_chosen_and_said_why() -> None:
+    p = plan("trellis", "rtx3090-wsl2-16g")  # field note 000's host
+    assert p.variant == "cu121-pypi" and not p.blockers
+    assert "the default (cu118) has no lockfile" in p.variant_reason
+
+
+def test_a_variant_without_a_lockfile_is_a_blocker_naming_the_lock_command() -> None:
+    p = plan("trellis2", "a6000-linux-535", locks={})
+    assert p.variant == "cu121"
+    b = [x for x in p.blockers if "no current lockfile" in x.what]
+    assert b and "provision lock trellis2 --variant cu121" in b[0].fix
+    assert "https://download.pytorch.org/whl/cu121" in b[0].fix  # what the lock must reach
+    p = plan("triposr", "a6000-linux-535", locks={})
+    assert "needs PyPI only" in next(x.fix for x in p.blockers if "no current lockfile" in x.what)
+
+
+def test_plan_json_prints_the_refusal_too(tmp_path: Path) -> None:
+    proc = cli("plan", "trellis", "--host", str(HOSTS / "rtx5070ti-wsl2.json"), "--json")
+    assert proc.returncode == 2
+    d = json.loads(proc.stdout)
+    assert d["refused"] is True and d["reasons"] and d["blockers"]
+
+
+def test_apply_dry_run_is_refused_on_a_plan_with_a_lock_blocker(tmp_path: Path) -> None:
+    proc = cli("apply", "trellis2", "--host", str(HOSTS / "a6000-linux-535.json"), "--dry-run",
+               "--lockdir", str(tmp_path / "no-locks"), "--data-dir", str(tmp_path / "d"))
+    assert proc.returncode == 2 and "no current lockfile for trellis2/cu121" in proc.stderr
+
+
+# --- planner corrections: each a table of hosts the test suite did not have -----------------------------------
+
+
+def _gpu_host(cc: str, driver: str, cuda: str, wsl: bool = False, name: str = "GPU") -> HostFacts:
+    h = host("a6000-linux-535")
+    return h.model_copy(update={"driver_version": driver, "driver_cuda": cuda, "wsl": wsl,
+                                "gpus": [h.gpus[0].model_copy(update={"compute_capability": cc, "name": name})]})
+
+
+@pytest.mark.parametrize("cc,driver,cuda,variant,rejected_reason", [
+    ("7.0", "575.51.02", "12.9", "cu121", "cu128 needs >= 7.5"),  # a V100: cu128 torch has no sm_70 kernels
+    ("7.5", "575.51.02", "12.9", "cu121", None),  # a T4: the default, both would run
+    ("12.0", "575.51.02", "12.9", "cu128", "carries kernels only up to sm_90"),  # Blackwell
+])
+def test_a_variant_is_planned_only_for_gpus_its_torch_has_kernels_for(cc: str, driver: str, cuda: str, variant: str,
+                                                                     rejected_reason: str | None) -> None:
+    p = make_plan(load_target("triposr"), _gpu_host(cc, driver, cuda), PlanOptions(data_dir="/d"))
+    assert p.variant == variant
+    other = "cu128" if variant == "cu121" else "cu121"
+    try:
+        forced = make_plan(load_target("triposr"), _gpu_host(cc, driver, cuda), PlanOptions(variant=other, data_dir="/d"))
+    except PlanRefused as e:
+        assert rejected_reason and any(rejected_reason in r for r in e.reasons), e.reasons
+    else:
+        assert rejected_reason is None and forced.variant == other
+
+
+@pytest.mark.parametrize("cc,driver,cuda,wsl,wanted,hint_has,hint_lacks", [
+    # Blackwell on a new driver: no driver update helps; say what does
+    ("12.0", "576.02", "12.9", True, None, "CUDA >= 12.8", "update"),
+    # an old driver: the update named is newer than the host's
+    ("8.6", "470.82.01", "11.4", False, None, "update the NVIDIA driver to >= 530.30.02", "Windows"),
+    # forced variant: the hint does not say "pass --variant"; WSL names the Windows driver
+    ("8.6", "531.18", "12.1", True, "cu124", "Windows NVIDIA driver", "--variant"),
+    # a GPU older than any build
+    ("3.5", "550.90.07", "12.4", False, None, "older than any build", "update"),
+])
+def test_refusal_hints_name_what_would_actually_fix_it(cc: str, driver: str, cuda: str, wsl: bool,
+                                                       wanted: str | None, hint_has: str, hint_lacks: str) -> None:
+    with pytest.raises(PlanRefused) as e:
+        make_plan(load_target("trellis2"), _gpu_host(cc, driver, cuda, wsl), PlanOptions(variant=wanted, data_dir="/d"))
+    hint = e.value.hint or ""
+    assert hint_has in hint and hint_lacks not in hint, hint
+    for m in __import__("re").findall(r"driver[^>]*>= (\d+\.\d+(?:\.\d+)?)", hint):  # never older than the host's
+        from provision.versions import Dotted
+
+        assert Dotted(m) > Dotted(driver), hint
+
+
+def test_a_forced_variant_the_driver_cannot_run_is_refused_with_the_reason() -> None:
+    with pytest.raises(PlanRefused) as e:
+        make_plan(load_target("trellis2"), host("a6000-linux-535"), PlanOptions(variant="cu124", data_dir="/d"))
+    assert "variant cu124 of trellis2 cannot run" in e.value.message
+    assert "driver 535.183.01 supports CUDA <= 12.2" in e.value.reasons[0]
+
+
+def test_an_unknown_driver_is_said_not_silently_passed() -> None:
+    h = host("a6000-linux-535").model_copy(update={"driver_version": None, "driver_cuda": None})
+    p = plan("trellis2", "a6000-linux-535") if False else make_plan(load_target("trellis2"), h, PlanOptions(data_dir="/d"))
+    assert any("driver version is unknown" in w.what for w in p.warnings)
+
+
+def test_a_toolkit_newer_than_the_driver_is_a_minor_version_compatibility_warning() -> None:
+    p = plan("trellis2", "rtx4090-linux-550")  # driver 550, the cu124 lock's toolkit is 12.6 (needs 560)
+    assert any("minor-version compatibility" in w.what for w in p.warnings)
+    assert not plan("trellis2", "a6000-linux-535").warnings  # 12.2 on 535: no caveat
+
+
+def test_the_no_gpu_fix_speaks_of_windows_only_on_wsl() -> None:
+    linux = make_plan(load_target("triposr"), host("no-gpu"), PlanOptions(data_dir="/d"))
+    assert "Windows" not in " ".join(b.fix for b in linux.blockers)
+    wsl = make_plan(load_target("triposr"), host("no-gpu").model_copy(update={"wsl": True}), PlanOptions(data_dir="/d"))
+    assert "Windows NVIDIA driver" in " ".join(b.fix for b in wsl.blockers)
+
+
+def test_a_plan_for_another_host_uses_that_hosts_paths(tmp_path: Path) -> None:
+    proc = cli("plan", "triposr", "--host", str(HOSTS / "rtx4090-linux-550.json"), "--json")
+    d = json.loads(proc.stdout)
+    assert d["data_dir"] == "/home/ada/.local/share/provision" and d["prefix"].startswith("/home/ada/")
+    assert str(Path.home()) not in proc.stdout

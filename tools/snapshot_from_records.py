@@ -15,7 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS = ROOT / "channels" / "sources" / "records.json"
-CUDA_DEV = ROOT / "channels" / "sources" / "cuda-dev-12.8.json"  # cuBLAS/cuSPARSE/cuSOLVER/cuRAND dev, cccl
+# cuda-dev-<version>.json: a CUDA build toolkit's records (12.8: cuBLAS/cuSPARSE/cuSOLVER/cuRAND dev and cccl;
+# 12.2 and 12.6: the whole compiler set), each record naming the public lockfile it was copied from
+CUDA_DEV = sorted((ROOT / "channels" / "sources").glob("cuda-dev-*.json"))
 # python 3.10.19 and its closure, pip/setuptools/wheel, and the CUDA 12.8 compiler set.
 SETS = [("python310-alt-numba-cuda-env", None), ("python310", {"pip", "setuptools", "wheel"}), ("cuda-12.x", None)]
 NOARCH = {"pip": "python", "setuptools": "python", "wheel": "python"}
@@ -23,9 +25,12 @@ NOARCH = {"pip": "python", "setuptools": "python", "wheel": "python"}
 
 def main() -> int:
     data = json.loads(RECORDS.read_text())
-    data["sets"]["cuda-dev-12.8"] = json.loads(CUDA_DEV.read_text())["records"]
+    dev_sets = []
+    for f in CUDA_DEV:
+        data["sets"][f.stem] = json.loads(f.read_text())["records"]
+        dev_sets.append((f.stem, None))
     chosen: dict[str, dict] = {}
-    for set_name, only in [*SETS, ("cuda-dev-12.8", None)]:
+    for set_name, only in [*SETS, *dev_sets]:
         for r in data["sets"][set_name]:
             if only is not None and r["name"] not in only:
                 continue

@@ -29,9 +29,8 @@ def do_create_env(ctx: Ctx, step: Step, log: Path) -> None:
     from ..lock import lockfile
 
     lock = lockfile.read(Path(ctx.compiled / "conda-lock.yml"))
-    cats = {"main"} | ({"cuda-toolkit"} if ctx.plan.nvcc.source == "conda" else set())
-    recs = lockfile.conda_records(lock, categories=cats)
-    rattler_install(ctx, recs, log)
+    recs = lockfile.conda_records(lock, categories={"main"})  # the build toolkit has a prefix of its own
+    rattler_install(ctx, recs, log, ctx.prefix)
 
 def _host_python(ctx: Ctx) -> str:
     want = ctx.spec.python
@@ -45,7 +44,7 @@ def _host_python(ctx: Ctx) -> str:
     raise ApplyError(f"no Python {want} on this machine for a venv",
                      hint=f"install python{want}, pass --python PATH, or drop --venv to get it from conda-forge")
 
-def rattler_install(ctx: Ctx, recs: list, log: Path) -> None:  # type: ignore[type-arg]
+def rattler_install(ctx: Ctx, recs: list, log: Path, target: Path) -> None:  # type: ignore[type-arg]
     """Install the locked conda records; offline, from the seeded channel, checking each file's
     sha256 ourselves (rattler checks hashes over HTTP, not for file:// URLs)."""
     import asyncio
@@ -74,8 +73,8 @@ def rattler_install(ctx: Ctx, recs: list, log: Path) -> None:  # type: ignore[ty
                 depends=[f"{k} {v}".strip() if v != "*" else k for k, v in p.dependencies.items()]),
             file_name=url.rsplit("/", 1)[-1], url=url, channel=p.url.rsplit("/", 2)[0]))
     with open(log, "a") as f:
-        f.write(f"rattler: installing {len(records)} conda packages into {ctx.prefix}\n")
-    asyncio.run(rattler.install(records, target_prefix=ctx.prefix, cache_dir=cache_dir() / "rattler-pkgs"))
+        f.write(f"rattler: installing {len(records)} conda packages into {target}\n")
+    asyncio.run(rattler.install(records, target_prefix=target, cache_dir=cache_dir() / "rattler-pkgs"))
 
 def _requirements(ctx: Ctx) -> Path:
     """The compiled requirements; offline, the same pins by name, found in the wheelhouse."""

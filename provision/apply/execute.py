@@ -27,6 +27,7 @@ from ..spec import LoadedSpec
 from .context import ApplyError, ApplyOptions, Ctx
 from .guard import PrefixLock, check_prefix
 from .envsteps import do_create_env, do_pip_install, do_torch_guard
+from .toolkit import do_toolkit
 from .extensions import do_build
 from .sources import do_sources, source_list, source_marker
 
@@ -78,12 +79,13 @@ def do_verify(ctx: Ctx, step: Step, log: Path) -> None:
 
 EXECUTORS: dict[str, Callable[[Ctx, Step, Path], None]] = {
     "compile": do_compile, "sources": do_sources, "create-env": do_create_env, "pip-install": do_pip_install,
-    "torch-guard": do_torch_guard, "activation": do_activation, "weights": do_weights, "verify": do_verify,
+    "torch-guard": do_torch_guard, "toolkit": do_toolkit, "activation": do_activation, "weights": do_weights,
+    "verify": do_verify,
 }
 
 def executor(step: Step) -> Callable[[Ctx, Step, Path], None] | None:
-    if step.id.startswith("build-deps-") or step.id == "cuda-toolkit":
-        return None  # build tools are in the lock's main category; the toolkit comes with create-env
+    if step.id.startswith("build-deps-"):
+        return None  # build tools are in the lock's main category
     if step.id.startswith("build-"):
         return do_build
     return EXECUTORS.get(step.id)
@@ -117,7 +119,7 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
         raise ApplyError(f"the plan for {loaded.name} has {len(plan.blockers)} blocker(s): {plan.blockers[0].what}",
                          hint=plan.blockers[0].fix)
     ctx = Ctx(loaded, plan, opts, echo, host)
-    skip = {"create-env", "cuda-toolkit", "pip-install"} if opts.existing else set()
+    skip = {"create-env", "pip-install"} if opts.existing else set()
     steps = [s for s in plan.steps
              if s.id not in skip and not (s.id == "weights" and opts.bundle is None and (opts.offline or opts.existing))]
     check_prefix(ctx.prefix, ctx.data, opts.existing)

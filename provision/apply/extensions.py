@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -63,7 +64,7 @@ def do_build(ctx: Ctx, step: Step, log: Path) -> None:
     name = step.id.removeprefix("build-")
     ext = next(e for e in ctx.spec.extensions_for(ctx.plan.variant) if e.name == name)
     src = Path(source_dir(ctx.spec, ext, str(ctx.data)))
-    env = dict(step.env)
+    env = build_environment(ctx, step)
     warn_without_ninja(ctx, ext, env, log)
     key = build_key(ctx, ext, src, env)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
@@ -113,6 +114,31 @@ def do_build(ctx: Ctx, step: Step, log: Path) -> None:
         text = shim.read_text() if shim.is_file() else f"{dest}\n"
         write_ours(Path(purelib) / f"provision-{name}.pth", text)
     guard_after(ctx, f"building {name}")
+
+def build_environment(ctx: Ctx, step: Step) -> dict[str, str]:
+    """The planned build env, completed with what only this machine can say:
+    - `-lcuda` links against the toolkit's stubs where no driver library is installed;
+    - cuBLAS/cuSPARSE/cuSOLVER/cuRAND headers the toolkit lacks come from the env's own
+      nvidia-*-cu12 wheels (the exact versions torch runs with);
+    - a `-ccbin` in the user's NVCC_PREPEND_FLAGS (conda's nvcc activation sets one) is dropped:
+      torch passes its own, and two are an error ("redefinition of argument 'compiler-bindir'")."""
+    env = dict(step.env)
+    home = env.get("CUDA_HOME")
+    if home:
+        stubs = Path(home) / "lib64" / "stubs"
+        if stubs.is_dir():
+            env["LIBRARY_PATH"] = ":".join(filter(None, [str(stubs), os.environ.get("LIBRARY_PATH")]))
+        if not (Path(home) / "include" / "cublas_v2.h").exists():
+            r = subprocess.run([ctx.py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True)
+            incs = sorted(str(p) for p in Path(r.stdout.strip() or "/nonexistent").glob("nvidia/*/include"))
+            if incs:
+                env["CPATH"] = ":".join([*incs, *([os.environ["CPATH"]] if os.environ.get("CPATH") else [])])
+    flags = os.environ.get("NVCC_PREPEND_FLAGS", "")
+    if "-ccbin" in flags or "--compiler-bindir" in flags:
+        env["NVCC_PREPEND_FLAGS"] = re.sub(r"(-ccbin|--compiler-bindir)[= ]\S+", "", flags).strip()
+    return env
+
 
 def _store(cache: Path, cached: Path, key: dict[str, str], files: list[Path],
            rename: dict[str, str] | None = None) -> None:

@@ -36,10 +36,18 @@ def echo_json(data: object) -> None:
     echo(json.dumps(redact_obj(data), indent=2, sort_keys=False))
 
 
-def plan_dirs(prefix: Optional[str], data: Optional[str]) -> tuple[str | None, str]:
-    """--prefix and --data-dir as the absolute paths every generated script will name
-    (a relative one would mean something else in each shell that sources them)."""
+LockdirOpt = typer.Option(None, "--lockdir", help="Where lockfiles live (default: lockfiles/).")
+
+
+def plan_dirs(prefix: Optional[str], data: Optional[str], host=None) -> tuple[str | None, str]:  # type: ignore[no-untyped-def]
+    """--prefix and --data-dir as the absolute paths every generated script will name (a
+    relative one would mean something else in each shell that sources them). The data dir
+    defaults to the one the host file names: a plan for another machine uses its paths, never
+    this machine's home."""
     from ..settings import data_dir
+
+    if data is None and host is not None and host.data_dir:
+        data = host.data_dir
 
     def absolute(v: str, flag: str) -> str:
         try:
@@ -48,6 +56,18 @@ def plan_dirs(prefix: Optional[str], data: Optional[str]) -> tuple[str | None, s
             raise UsageError(f"{flag}: {e}", hint="give a directory path on one line") from None
 
     return (absolute(prefix, "--prefix") if prefix else None), absolute(data or str(data_dir()), "--data-dir")
+
+
+def plan_options(loaded, host, variant: Optional[str], prefix: Optional[str], data: Optional[str],  # type: ignore[no-untyped-def]
+                 lockdir: Optional[Path], ptx: bool = False):
+    """PlanOptions as every command builds them: the host's paths, and what the lockfiles say."""
+    from ..lock.facts import current
+    from ..plan import PlanOptions
+    from ..settings import lockfiles_dir
+
+    pfx, dd = plan_dirs(prefix, data, host)
+    return PlanOptions(variant=variant, ptx=ptx, prefix=pfx, data_dir=dd,
+                       locks=current(loaded.spec, lockdir or lockfiles_dir()))
 
 
 def host_for(path: Optional[Path], target_port: int | None = None):  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
+from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_options
 
 
 @app.command("verify")
@@ -28,7 +28,7 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
             as_json: bool = JsonOpt) -> None:
     """Run the post-install checklist: one subprocess of the env's Python plus host checks; each failure with its fix."""
     from ..lock import lockfile
-    from ..plan import PlanOptions, make_plan
+    from ..plan import make_plan
     from ..render.checklist import compile_checklist
     from ..settings import lockfiles_dir
     from ..spec import load_target
@@ -36,9 +36,8 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
     from ..verify.checks import exit_code, target_env, verify
 
     loaded = load_target(target)
-    pfx, dd = plan_dirs(prefix, data)
     host = host_for(host_file, loaded.spec.app.port)
-    plan_ = make_plan(loaded, host, PlanOptions(variant=variant, prefix=pfx, data_dir=dd))
+    plan_ = make_plan(loaded, host, plan_options(loaded, host, variant, prefix, data, lockdir))
     if preflight:
         from ..verify.doctor import diagnose
         from ..verify.doctor import exit_code as doctor_code
@@ -130,14 +129,13 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
            lockdir: Optional[Path] = typer.Option(None, "--lockdir", help="Where lockfiles live (default: lockfiles/).")) -> None:
     """Build TARGET's environment from its lockfile; compile its CUDA extensions safely; resumable."""
     from ..apply import ApplyOptions, apply
-    from ..plan import PlanOptions, make_plan
+    from ..plan import make_plan
     from ..settings import lockfiles_dir
     from ..spec import load_target
 
     loaded = load_target(target)
-    pfx, dd = plan_dirs(prefix, data)
     host = host_for(host_file, loaded.spec.app.port)
-    plan_ = make_plan(loaded, host, PlanOptions(variant=variant, prefix=pfx, data_dir=dd))
+    plan_ = make_plan(loaded, host, plan_options(loaded, host, variant, prefix, data, lockdir))
     if no_verify:
         plan_.steps[:] = [s for s in plan_.steps if s.id != "verify"]
     sources = {}

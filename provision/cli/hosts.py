@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
+from .app import HostOpt, JsonOpt, LockdirOpt, VariantOpt, app, echo, echo_json, host_for, plan_options
 
 
 @app.command()
@@ -15,6 +15,7 @@ def doctor(target: Optional[str] = typer.Argument(None, help="Also check this ta
            host_file: Optional[Path] = HostOpt,
            save: Optional[Path] = typer.Option(None, "--save", help="Write the host facts to this JSON file."),
            strict: bool = typer.Option(False, "--strict", help="Exit 1 on warnings."),
+           lockdir: Optional[Path] = LockdirOpt,
            as_json: bool = JsonOpt) -> None:
     """Check this machine: GPU, driver, nvcc, compiler, memory, proxies, port. Exit 0 / 1 (--strict) / 2."""
     from ..spec import load_target
@@ -26,7 +27,7 @@ def doctor(target: Optional[str] = typer.Argument(None, help="Also check this ta
         from ..fsutil import atomic_write_text
 
         atomic_write_text(save, host.to_json())
-    checks = diagnose(host, loaded)
+    checks = diagnose(host, loaded, plan_options(loaded, host, None, None, None, lockdir)) if loaded else diagnose(host)
     code = exit_code(checks, strict)
     if as_json:
         echo_json({"host": host.model_dump(mode="json"), "checks": [c.as_dict() for c in checks], "exit_code": code})
@@ -47,18 +48,26 @@ def plan(target: str = typer.Argument(..., help="Target name or spec file."),
          variant: Optional[str] = VariantOpt,
          ptx: bool = typer.Option(False, "--ptx", help="Add +PTX to the highest arch (forward compatibility)."),
          prefix: Optional[str] = typer.Option(None, "--prefix", help="Environment prefix (default: DATA/envs/TARGET)."),
-         data: Optional[str] = typer.Option(None, "--data-dir", help="Where envs, sources and weights go."),
+         data: Optional[str] = typer.Option(None, "--data-dir", help="Where envs, sources and weights go (default: the host file's)."),
+         lockdir: Optional[Path] = LockdirOpt,
          as_json: bool = JsonOpt) -> None:
     """Decide everything apply will do on a host: variant, arch list, nvcc, MAX_JOBS, steps, blockers."""
-    from ..plan import PlanOptions, make_plan
+    from ..errors import PlanRefused
+    from ..plan import make_plan
     from ..spec import load_target
     from ..templating import render
 
     loaded = load_target(target)
-    pfx, dd = plan_dirs(prefix, data)
     host = host_for(host_file, loaded.spec.app.port)
-    opts = PlanOptions(variant=variant, ptx=ptx, prefix=pfx, data_dir=dd)
-    result = make_plan(loaded, host, opts)
+    opts = plan_options(loaded, host, variant, prefix, data, lockdir, ptx)
+    try:
+        result = make_plan(loaded, host, opts)
+    except PlanRefused as e:
+        if not as_json:
+            raise
+        echo_json({"target": loaded.name, "refused": True, "error": e.message, "reasons": e.reasons, "hint": e.hint,
+                   "blockers": [{"what": e.message, "fix": e.hint or ""}]})
+        raise typer.Exit(2) from None
     if as_json:
         echo_json(result.model_dump(mode="json"))
     else:

@@ -17,8 +17,10 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
          all_variants: bool = typer.Option(False, "--all-variants", help="Lock every variant; report each."),
          platform: str = typer.Option("linux-64", "--platform", help="Target platform (linux-64; WSL2 is linux-64)."),
          check: bool = typer.Option(False, "--check", help="Only say whether committed lockfiles match their spec; exit 1 if not."),
+         resolve: bool = typer.Option(False, "--resolve", help="With --check: also re-run each lockfile's own lock command (network) and fail if it would write other bytes."),
          channel_snapshot: Optional[Path] = typer.Option(None, "--channel-snapshot", help="Solve conda packages from this snapshot directory (e.g. channels/) instead of the live channels."),
          no_cuda_toolkit: bool = typer.Option(False, "--no-cuda-toolkit", help="Lock without the conda CUDA toolkit category, and record that in the lockfile."),
+         wheel_facts: Optional[Path] = typer.Option(None, "--wheel-facts", help="Recorded wheels (file, URL, sha256, Requires-Dist) for indexes this machine cannot reach, e.g. channels/wheel-facts.json."),
          index_url: str = typer.Option("https://pypi.org/simple", "--index-url", help="The default pip index (a PyPI mirror)."),
          exclude_newer: Optional[str] = typer.Option(None, "--exclude-newer", help="Ignore files published after this date-time, or none (default: the lockfile's, else today)."),
          upgrade: bool = typer.Option(False, "--upgrade", help="Take the newest allowed packages (ignore the lockfile's date)."),
@@ -39,7 +41,7 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
         for name in names:
             loaded = load_target(name)
             wanted = variants_to_lock(loaded, variant, all_variants) if (variant or all_variants) else None
-            results += check_locks(loaded, lockdir, wanted, platform)
+            results += check_locks(loaded, lockdir, wanted, platform, resolve=resolve)
         bad = [r for r in results if r.status != "fresh"]
         if as_json:
             echo_json([r.as_dict() for r in results])
@@ -54,7 +56,7 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
     loaded = load_target(target)
     opts = LockOptions(lockdir=lockdir, platform=platform, channel_snapshot=channel_snapshot,
                        default_index=index_url, exclude_newer=exclude_newer, upgrade=upgrade,
-                       cuda_toolkit=not no_cuda_toolkit)
+                       cuda_toolkit=not no_cuda_toolkit, wheel_facts=wheel_facts)
     done, failed = [], []
     for v in variants_to_lock(loaded, variant, all_variants):
         if not as_json:
@@ -100,8 +102,8 @@ def compile_(target: str = typer.Argument(..., help="Target name or spec file.")
     from ..spec import load_target
 
     loaded = load_target(target)
-    pfx, dd = plan_dirs(prefix, data)
     host = host_for(host_file, loaded.spec.app.port)
+    pfx, dd = plan_dirs(prefix, data, host)
     opts = CompileOptions(lockdir=lockdir or lockfiles_dir(), require_lock=not no_lock,
                           windows_ram_gb=windows_ram_gb, windows_cpus=windows_cpus,
                           plan=PlanOptions(variant=variant, ptx=ptx, prefix=pfx, data_dir=dd))

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .app import JsonOpt, VariantOpt, app, echo, echo_json, echo_problem, host_for, human
+from .app import JsonOpt, VariantOpt, app, echo, echo_json, echo_problem, host_for, human, plan_options
 
 
 @app.command()
@@ -40,9 +40,10 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
     loaded = load_target(target)
     spec = loaded.spec
     if variant is None and host_file is not None:
-        from ..plan import PlanOptions, make_plan
+        from ..plan import make_plan
 
-        variant = make_plan(loaded, host_for(host_file), PlanOptions()).variant
+        host = host_for(host_file)
+        variant = make_plan(loaded, host, plan_options(loaded, host, None, None, None, lockdir)).variant
     v = variant or spec.default_variant()
     if v not in spec.variants:
         raise UsageError(f"unknown variant {v!r} for {spec.name}", hint=f"variants: {', '.join(spec.variants)}")

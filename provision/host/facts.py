@@ -84,6 +84,8 @@ class HostFacts(_Model):
     distro: Text | None = None
     kernel: Text | None = None
     arch: Word = "x86_64"
+    home: Path_ | None = None  # the user's home there: plans for this host use its paths, not the planner's
+    data_dir: Path_ | None = None  # provision's data dir there (envs, sources, weights)
     wsl: bool = False
     windows_build: Text | None = None
     glibc: Text | None = None
@@ -103,6 +105,13 @@ class HostFacts(_Model):
     proxies: dict[Word, Text] = Field(default_factory=dict)  # name -> value, credentials masked
     no_proxy: LongText | None = None
     ports_in_use: list[Annotated[int, Field(ge=1, le=65535)]] = Field(default_factory=list, max_length=65535)
+
+    @field_validator("home", "data_dir")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError(f"{v!r} must be an absolute path")
+        return v
 
     @field_validator("proxies")
     @classmethod

@@ -51,6 +51,8 @@ def probe(paths: Mapping[str, Path] | None = None, ports: tuple[int, ...] = (786
         distro=_clean(osr),
         kernel=_clean(kernel),
         arch=platform.machine(),
+        home=os.path.expanduser("~"),
+        data_dir=str((paths or {}).get("data")) if (paths or {}).get("data") else None,
         wsl=wsl,
         windows_build=windows_build(run) if wsl else None,
         glibc=glibc_version(),

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Unreachable, UsageError
+from ..errors import LockError, Unreachable, UsageError
 from ..fsutil import atomic_write_text
 from ..settings import display_path
 from ..spec import LoadedSpec
@@ -19,6 +19,7 @@ from ..templating import render
 from . import conda as conda_half
 from . import lockfile
 from . import pip as pip_half
+from . import wheelfacts
 from .inputs import PYPI, LockInputs, lock_inputs
 
 
@@ -31,6 +32,8 @@ class LockOptions:
     exclude_newer: str | None = None  # ISO date-time; default: the lockfile's, else today
     upgrade: bool = False  # ignore the lockfile's exclude-newer and take today's packages
     cuda_toolkit: bool = True  # False: lock without the conda CUDA toolkit, and record that
+    wheel_facts: Path | None = None  # recorded wheels standing in for unreachable indexes (wheelfacts.py)
+    refresh: bool = False  # ask the indexes again instead of trusting uv's cache (--check --resolve)
 
 
 @dataclass
@@ -87,8 +90,10 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
     cutoff = None if when == "none" else _parse_when(when)
     conda = conda_half.solve(inputs, opts.channel_snapshot, cutoff, with_cuda=opts.cuda_toolkit)
     py = next((r.version for r in conda if r.name == "python"), inputs.python)
+    facts = wheelfacts.load(opts.wheel_facts) if opts.wheel_facts is not None else None
     try:
-        pip = pip_half.resolve(inputs, py, opts.default_index, cutoff)
+        pip = pip_half.resolve(inputs, py, opts.default_index, cutoff, _previous_pins(path, opts), facts,
+                               refresh=opts.refresh)
     except Unreachable as e:
         alt = _same_cuda_without(loaded, variant, e.index, opts.platform)
         if alt and e.hint:
@@ -97,7 +102,9 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
     conda_from = "snapshot" if opts.channel_snapshot else "live"
     cuda = (f"locked: {' '.join(inputs.cuda_specs)}" if opts.cuda_toolkit else
             "not locked (--no-cuda-toolkit): apply can build only with a system nvcc the plan accepts")
-    model = lockfile.build(inputs, conda, pip, _source_name(loaded), when, conda_from, cuda)
+    toolkit = [r for r in conda if r.category != conda_half.MAIN]
+    model = lockfile.build(inputs, conda, pip, _source_name(loaded), when, conda_from, cuda,
+                           toolkit_digest=lockfile.toolkit_digest(toolkit) if toolkit else None)
     header = render(
         "conda-lock-header.j2", target=loaded.name, variant=variant, platform=inputs.platform,
         source=_source_name(loaded), extra_args=_extra_args(opts), conda_count=len(conda),
@@ -120,6 +127,16 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
                       len(inputs.git), time.perf_counter() - t0, when, cats)
 
 
+def _previous_pins(path: Path, opts: LockOptions) -> dict[str, str] | None:
+    """The versions the lockfile being replaced holds: the re-lock prefers them (uv's preferences)."""
+    if opts.upgrade or not path.is_file():
+        return None
+    try:
+        return {p.name: p.version for p in lockfile.pip_pins(lockfile.read(path)) if not p.git}
+    except LockError:
+        return None  # unreadable: lock afresh, as if there were none
+
+
 def _same_cuda_without(loaded: LoadedSpec, variant: str, index: str | None, platform: str) -> str | None:
     """Another variant of the same CUDA build that does not need `index` (kaolin's page -> cu121-pypi)."""
     if index is None:
@@ -138,10 +155,24 @@ def _source_name(loaded: LoadedSpec) -> str:
 def _extra_args(opts: LockOptions) -> str:
     args = []
     if opts.channel_snapshot is not None:
-        args.append(f"--channel-snapshot {opts.channel_snapshot.name}")
+        args.append(f"--channel-snapshot {_rel(opts.channel_snapshot)}")
     if not opts.cuda_toolkit:
         args.append("--no-cuda-toolkit")
+    if opts.wheel_facts is not None:
+        args.append(f"--wheel-facts {_rel(opts.wheel_facts)}")
+    if opts.default_index != PYPI:
+        args.append(f"--index-url {opts.default_index}")
     return "".join(" " + a for a in args)
+
+
+def _rel(p: Path) -> str:
+    """A path as the header's command should name it: relative to the checkout when inside it."""
+    from ..settings import ROOT
+
+    try:
+        return str(p.resolve().relative_to(ROOT.resolve()))
+    except ValueError:
+        return str(p)
 
 
 def variants_to_lock(loaded: LoadedSpec, variant: str | None, all_variants: bool) -> list[str]:
@@ -152,6 +183,51 @@ def variants_to_lock(loaded: LoadedSpec, variant: str | None, all_variants: bool
                              hint=f"variants of {spec.name}: {', '.join(spec.variants)}")
         return [variant]
     return list(spec.variants) if all_variants else [spec.default_variant()]
+
+
+def header_options(path: Path, lockdir: Path) -> LockOptions:
+    """The options of the command a lockfile's header says made it (what --check --resolve reruns)."""
+    import shlex
+
+    from ..settings import ROOT
+
+    line = next((li.strip("# \n") for li in path.read_text(errors="replace").splitlines()[:6]
+                 if li.startswith("#     provision lock ")), "")
+    words = shlex.split(line)
+    opts = LockOptions(lockdir=lockdir)
+    for i, w in enumerate(words):
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        if w == "--channel-snapshot":
+            opts.channel_snapshot = (ROOT / nxt) if not Path(nxt).is_absolute() else Path(nxt)
+        elif w == "--wheel-facts":
+            opts.wheel_facts = (ROOT / nxt) if not Path(nxt).is_absolute() else Path(nxt)
+        elif w == "--no-cuda-toolkit":
+            opts.cuda_toolkit = False
+        elif w == "--index-url":
+            opts.default_index = nxt
+    return opts
+
+
+def resolves_the_same(loaded: LoadedSpec, path: Path, variant: str) -> tuple[bool, str]:
+    """Re-run the header's lock command into a scratch copy: does it write the same bytes?"""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="provision-relock-") as tmp:
+        copy = lockfile.lockfile_path(Path(tmp), loaded.name, variant)
+        copy.parent.mkdir(parents=True)
+        shutil.copyfile(path, copy)
+        opts = header_options(path, Path(tmp))
+        opts.refresh = True  # what the indexes say now, not what uv remembers of them
+        lock_variant(loaded, variant, opts)
+        same = copy.read_bytes() == path.read_bytes()
+        if same:
+            return True, "a re-resolve writes the same bytes"
+        old = {p.name: p.version for p in lockfile.pip_pins(lockfile.read(path))}
+        new = {p.name: p.version for p in lockfile.pip_pins(lockfile.read(copy))}
+        moved = [f"{n} {old.get(n, '-')} -> {new.get(n, '-')}" for n in sorted(set(old) | set(new))
+                 if old.get(n) != new.get(n)]
+        return False, "a re-resolve would change it" + (f": {', '.join(moved[:8])}" if moved else " (not the pins)")
 
 
 @dataclass
@@ -168,7 +244,7 @@ class CheckResult:
 
 
 def check_locks(loaded: LoadedSpec, lockdir: Path, variants: list[str] | None = None,
-                platform: str = "linux-64") -> list[CheckResult]:
+                platform: str = "linux-64", resolve: bool = False) -> list[CheckResult]:
     """Compare each lockfile's recorded inputs with what the spec gives now (offline, fast).
 
     Without `variants`, checks the lockfiles that exist for the target."""
@@ -185,7 +261,12 @@ def check_locks(loaded: LoadedSpec, lockdir: Path, variants: list[str] | None = 
                       if line.startswith("#     provision lock ")), f"provision lock {loaded.name} --variant {v}")
         detail = "matches the spec" if st.fresh else (
             f"the spec's lock inputs changed (lockfile {str(st.found)[:12]}, spec {st.expected[:12]}): run `{again}`")
-        out.append(CheckResult(loaded.name, v, path, "fresh" if st.fresh else "stale", detail))
+        status = "fresh" if st.fresh else "stale"
+        if st.fresh and resolve:
+            same, why = resolves_the_same(loaded, path, v)
+            detail = f"matches the spec; {why}" + ("" if same else f": run `{again}` to take it")
+            status = "fresh" if same else "stale"
+        out.append(CheckResult(loaded.name, v, path, status, detail))
     return out
 
 

@@ -53,6 +53,7 @@ class LockInputs:
     platform: str
     python: str
     cuda: str
+    toolkit: str  # the CUDA toolkit version of the cuda-toolkit category (nvcc and headers for builds)
     channels: list[str]
     conda_specs: list[str]  # category main: python, pip
     cuda_channel: str
@@ -110,14 +111,16 @@ def lock_inputs(spec: TargetSpec, variant: str, platform: str = "linux-64") -> L
     conda_specs = []
     for c in spec.conda.packages:
         conda_specs.append(f"{c.name} {c.version}" if c.version else c.name)
-    tk = spec.cuda_toolkits.get(v.cuda)
-    cuda_specs = [f"cuda-version {v.cuda}.*", *(tk.conda_packages if tk else [])]
+    toolkit = v.toolkit_version()
+    tk = spec.cuda_toolkits.get(toolkit)
+    cuda_specs = [f"cuda-version {toolkit}.*", *(tk.conda_packages if tk else [])]
     return LockInputs(
         target=spec.name,
         variant=variant,
         platform=platform,
         python=spec.python,
         cuda=v.cuda,
+        toolkit=toolkit,
         channels=list(spec.conda.channels),
         conda_specs=conda_specs,
         cuda_channel=tk.conda_channel if tk else "conda-forge",

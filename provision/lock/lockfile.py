@@ -24,6 +24,9 @@ META_INPUTS = "provision-inputs-sha256"
 META_EXCLUDE_NEWER = "provision-exclude-newer"
 META_SNAPSHOT = "provision-conda-from"
 META_CUDA = "provision-cuda-toolkit"
+META_TOOLKIT = "provision-toolkit"  # the CUDA toolkit version of the cuda-toolkit category
+META_TOOLKIT_DIGEST = "provision-toolkit-sha256"  # names the shared toolkit prefix apply installs it into
+META_TOOLKIT_CXX = "provision-toolkit-cxx"  # the conda g++ the toolkit brings (for hosts whose gcc nvcc refuses)
 
 
 def lockfile_path(lockdir: Path, target: str, variant: str) -> Path:
@@ -35,8 +38,15 @@ def _conda_dep(d: str) -> tuple[str, str]:
     return name, spec.strip() or "*"
 
 
+def toolkit_digest(records: list[CondaRecord]) -> str:
+    """One hash for a toolkit's exact files: two locks share a toolkit prefix only if they agree."""
+    import hashlib
+
+    return hashlib.sha256("".join(sorted(f"{r.sha256}\n" for r in records)).encode()).hexdigest()
+
+
 def build(inputs: LockInputs, conda: list[CondaRecord], pip: list[PipRecord], source: str,
-          exclude_newer: str, conda_from: str, cuda_toolkit: str) -> object:
+          exclude_newer: str, conda_from: str, cuda_toolkit: str, toolkit_digest: str | None = None) -> object:
     """The conda-lock model of one variant on one platform."""
     from conda_lock.lockfile.v1.models import DependencySource, HashModel, LockMeta
     from conda_lock.lockfile.v2prelim.models import LockedDependency, Lockfile
@@ -72,6 +82,9 @@ def build(inputs: LockInputs, conda: list[CondaRecord], pip: list[PipRecord], so
             META_EXCLUDE_NEWER: exclude_newer,
             META_SNAPSHOT: conda_from,
             META_CUDA: cuda_toolkit,
+            **({META_TOOLKIT: inputs.toolkit, META_TOOLKIT_DIGEST: toolkit_digest} if toolkit_digest else {}),
+            **({META_TOOLKIT_CXX: cxx} if (cxx := next((r.version for r in conda if r.category != "main"
+                                                         and r.name == "gxx_impl_linux-64"), None)) else {}),
         },
     )
     return Lockfile(package=pkgs, metadata=meta)

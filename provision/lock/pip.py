@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from ..errors import LockError, Unreachable
 from ..settings import cache_dir
 from .inputs import PLATFORMS, PYPI, IndexRef, LockInputs
+from .wheelfacts import WheelFact, stub_wheel
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,8 +62,11 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def project_toml(inputs: LockInputs) -> str:
-    """The project uv resolves: requirements, and which index each pinned package must use."""
+def project_toml(inputs: LockInputs, local: dict[str, str] | None = None) -> str:
+    """The project uv resolves: requirements, and which index each pinned package must use.
+
+    `local` maps an index name to a flat directory standing in for it (recorded wheel facts)."""
+    local = local or {}
     lines = [
         "[project]",
         'name = "provision-lock-input"',
@@ -73,9 +77,10 @@ def project_toml(inputs: LockInputs) -> str:
         "]",
     ]
     for ix in inputs.indexes:
-        lines += ["", "[[tool.uv.index]]", f"name = {_toml_str(ix.name)}", f"url = {_toml_str(ix.url)}",
+        url = local.get(ix.name, ix.url)
+        lines += ["", "[[tool.uv.index]]", f"name = {_toml_str(ix.name)}", f"url = {_toml_str(url)}",
                   "explicit = true"]
-        if ix.kind == "find_links":
+        if ix.kind == "find_links" or ix.name in local:
             lines.append('format = "flat"')
     if inputs.sources:
         lines += ["", "[tool.uv.sources]"]
@@ -172,11 +177,18 @@ def _diagnose(stderr: str, inputs: LockInputs, default_index: str) -> LockError:
 
 
 def resolve(inputs: LockInputs, python_version: str, default_index: str = PYPI,
-            exclude_newer: dt.datetime | None = None) -> list[PipRecord]:
-    """Resolve the pip requirements; one record per package, plus the git pins."""
+            exclude_newer: dt.datetime | None = None, preferences: dict[str, str] | None = None,
+            facts: dict[str, list[WheelFact]] | None = None, refresh: bool = False) -> list[PipRecord]:
+    """Resolve the pip requirements; one record per package, plus the git pins.
+
+    `preferences` (name -> version, from the lockfile being replaced) keeps every package at
+    its locked version unless the spec now forbids it: an index that publishes a new file
+    under an old date (or loses one) cannot move a re-lock, so the same command on the same
+    cutoff writes the same bytes. `facts` stand in for indexes this machine cannot reach."""
     with tempfile.TemporaryDirectory(prefix="provision-lock-") as tmp:
         d = Path(tmp)
-        (d / "pyproject.toml").write_text(project_toml(inputs))
+        local, by_file = _fact_indexes(inputs, facts or {}, d / "facts")
+        (d / "pyproject.toml").write_text(project_toml(inputs, local))
         (d / "overrides.txt").write_text("".join(o + "\n" for o in inputs.overrides))
         common = [
             "pip", "compile", "pyproject.toml", "--no-config", "--quiet", "--no-header",
@@ -192,27 +204,53 @@ def resolve(inputs: LockInputs, python_version: str, default_index: str = PYPI,
             # every file. Packages pinned to them are pinned exactly anyway.
             for pkg in inputs.sources:
                 common += ["--exclude-newer-package", f"{pkg}=false"]
-        # Two views of one resolution: pylock.toml has the files and hashes; the annotated
-        # requirements say which package pulled in which. The second pass reads only what the
-        # first put in the cache (--offline): same answer, no second round of index requests.
-        run = _run_uv([*common, "--format", "pylock.toml", "-o", "pylock.toml"], d)
-        if run.returncode != 0:
-            raise _diagnose(run.stderr, inputs, default_index)
-        ann = _run_uv([*common, "--offline", "--annotation-style", "line"], d)
-        if ann.returncode != 0:  # uv does not cache find-links pages: ask again online
-            ann = _run_uv([*common, "--annotation-style", "line"], d)
+        # Two views of one resolution. First the annotated requirements (which package pulled in
+        # which), into a file uv reads back as preferences: the previous lock's versions. Then
+        # pylock.toml (files and hashes), constrained to exactly those pins and read from what
+        # the first pass cached (--offline): the same answer, no second round of index requests.
+        (d / "pins.txt").write_text("".join(f"{n}=={v}\n" for n, v in sorted((preferences or {}).items())))
+        ann = _run_uv([*common, *(["--refresh"] if refresh else []), "--annotation-style", "line", "-o", "pins.txt"], d)
         if ann.returncode != 0:
             raise _diagnose(ann.stderr, inputs, default_index)
+        pinned = [*common, "--constraint", "pins.txt", "--format", "pylock.toml", "-o", "pylock.toml"]
+        run = _run_uv([*pinned, "--offline"], d)
+        if run.returncode != 0:  # uv does not cache find-links pages: ask again online
+            run = _run_uv(pinned, d)
+        if run.returncode != 0:
+            raise _diagnose(run.stderr, inputs, default_index)
+        annotated = (d / "pins.txt").read_text()
         lock = tomllib.loads((d / "pylock.toml").read_text())
-    deps = _dependencies(ann.stdout)
+        facts_root = (d / "facts").as_uri() + "/"
+    deps = _dependencies(annotated)
     tags = target_tags(python_version, inputs.platform)
     out = []
     for pkg in lock.get("packages", []):
         name = canonicalize_name(pkg["name"])
         url, sha = _choose(pkg, tags)
+        if url.startswith(facts_root):  # a stub: the lock records the real file of the fact
+            fact = by_file[url.rsplit("/", 1)[-1].replace("%2B", "+")]
+            url, sha = fact.url, fact.sha256
         out.append(PipRecord(name, str(pkg["version"]), url, sha, tuple(sorted(set(deps.get(name, []))))))
     for g in inputs.git:
         reqdeps = tuple(sorted({canonicalize_name(re.split(r"[\s<>=!~;\[(]", r, 1)[0]) for r in g.requires}))
         out.append(PipRecord(canonicalize_name(g.name), f"0+g{g.commit[:12]}", g.pip_url, None, reqdeps,
                              source_url=g.pip_url))
     return sorted(out, key=lambda r: r.name)
+
+
+def _fact_indexes(inputs: LockInputs, facts: dict[str, list[WheelFact]], root: Path
+                  ) -> tuple[dict[str, str], dict[str, WheelFact]]:
+    """A flat directory of stub wheels for every index the facts cover: (index name -> dir, file -> fact)."""
+    local: dict[str, str] = {}
+    by_file: dict[str, WheelFact] = {}
+    for ix in inputs.indexes:
+        recorded = facts.get(ix.url.rstrip("/"))
+        if not recorded:
+            continue
+        d = root / ix.name
+        d.mkdir(parents=True, exist_ok=True)
+        for f in recorded:
+            stub_wheel(d, f)
+            by_file[f.file] = f
+        local[ix.name] = str(d)
+    return local, by_file

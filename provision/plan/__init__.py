@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..host import HostFacts
 from ..spec import LoadedSpec
 from ..versions import Dotted, cc_arch
-from .findings import host_warnings, resource_blockers
+from .findings import driver_warnings, host_warnings, lock_findings, resource_blockers
 from .jobs import build_memory_gb, plan_jobs
 from .model import ExtensionPlan, Finding, NvccPlan, Plan, PlanOptions, Step
 from .steps import fill, plan_steps, source_dir
@@ -28,16 +28,19 @@ from .variants import choose_variant, driver_max_cuda, variant_problems
 
 def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptions()) -> Plan:
     spec = loaded.spec
-    variant_key, why, rejected = choose_variant(spec, host, opts.variant)
+    locks = opts.locks
+    variant_key, why, rejected = choose_variant(spec, host, opts.variant, None if locks is None else set(locks))
     variant = spec.variants[variant_key]
     data = opts.data_dir.rstrip("/")
     prefix = opts.prefix or f"{data}/envs/{spec.name}"
     archs = host.compute_capabilities()
     exts = spec.extensions_for(variant_key)
-    nvcc, nvcc_findings = plan_nvcc(spec, variant, exts, host, archs, prefix)
+    lock = None if locks is None else locks.get(variant_key)
+    nvcc, nvcc_findings = plan_nvcc(spec, variant, exts, host, archs, data, lock, locks is not None)
     arch_list = format_arch_list(archs, opts.ptx)
-    blockers = nvcc_findings + arch_findings(spec, nvcc, archs) + resource_blockers(spec, host)
-    warnings = host_warnings(spec, host, nvcc)
+    blockers = (lock_findings(spec, variant_key, locks) + nvcc_findings + arch_findings(spec, nvcc, archs)
+                + resource_blockers(spec, host))
+    warnings = host_warnings(spec, host, nvcc) + driver_warnings(spec, variant_key, host, nvcc)
     ext_plans = []
     for e in exts:
         jobs, finding = plan_jobs(e, host)

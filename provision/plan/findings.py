@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ..host import HostFacts
 from ..host.facts import LTO_FIX
+from ..lock.facts import LockFacts
+from ..lock.inputs import lock_inputs
 from ..spec import TargetSpec
 from ..versions import Dotted
 from .model import Finding, NvccPlan
 from .toolchain import toolkit_for
+
+
+def lock_findings(spec: TargetSpec, variant: str, locks: Mapping[str, LockFacts] | None) -> list[Finding]:
+    """Plan and lock agree: a variant without a current lockfile is a blocker here, never a
+    surprise at apply's first step. The fix names the lock to make and what it must reach."""
+    if locks is None or variant in locks:
+        return []
+    needs = [ix.url for ix in lock_inputs(spec, variant).indexes]
+    where = (f"it needs {', '.join(needs)} (besides PyPI): run it on a machine that reaches "
+             f"{'them' if len(needs) > 1 else 'it'}, or record those wheels with --wheel-facts"
+             if needs else "it needs PyPI only: any machine that reaches PyPI can run it")
+    return [Finding(what=f"no current lockfile for {spec.name}/{variant} (apply installs from a lock only)",
+                    fix=f"provision lock {spec.name} --variant {variant} --channel-snapshot channels; {where}")]
+
+
+def driver_warnings(spec: TargetSpec, variant: str, host: HostFacts, nvcc: NvccPlan) -> list[Finding]:
+    """What the driver check could not prove, said instead of passed silently."""
+    out: list[Finding] = []
+    if host.gpus and not (host.driver_version or host.driver_cuda):
+        out.append(Finding(what=f"the driver version is unknown: nothing checked that it runs CUDA "
+                                f"{spec.variants[variant].cuda}", fix="check `nvidia-smi`; on WSL2 "
+                           "update the Windows driver" if host.wsl else "check `nvidia-smi`"))
+    tk = spec.cuda_toolkits.get(nvcc.version or "") if nvcc.needed else None
+    if tk is not None and host.driver_version:
+        need = tk.min_driver_windows if host.wsl else tk.min_driver_linux
+        if Dotted(host.driver_version) < Dotted(need):
+            out.append(Finding(what=f"extensions are built with nvcc {nvcc.version}, newer than driver "
+                                    f"{host.driver_version} (which ships CUDA <= {host.driver_cuda or '?'}): they "
+                                    "run through CUDA minor-version compatibility (their SASS loads; PTX for a "
+                                    "newer GPU would not JIT)", fix=f"update the driver to >= {need} to drop the caveat"))
+    return out
 
 
 def resource_blockers(spec: TargetSpec, host: HostFacts) -> list[Finding]:
@@ -15,9 +50,10 @@ def resource_blockers(spec: TargetSpec, host: HostFacts) -> list[Finding]:
     out: list[Finding] = []
     if not host.gpus:
         why = f" ({host.gpu_error})" if host.gpu_error else ""
+        driver = ("install the Windows NVIDIA driver (not a Linux one) and check `nvidia-smi` in WSL" if host.wsl
+                  else "install the NVIDIA driver and check `nvidia-smi`")
         out.append(Finding(what=f"no NVIDIA GPU found{why}",
-                           fix=f"{spec.name} needs an NVIDIA GPU with >= {r.vram_gb:g} GB; on WSL2 install the "
-                               "Windows NVIDIA driver (not a Linux one) and check `nvidia-smi`"))
+                           fix=f"{spec.name} needs an NVIDIA GPU with >= {r.vram_gb:g} GB; {driver}"))
     elif max(g.memory_gb for g in host.gpus) + 0.5 < r.vram_gb:
         best = max(host.gpus, key=lambda g: g.memory_gb)
         out.append(Finding(what=f"{best.name} has {best.memory_gb:g} GB; {spec.name} needs {r.vram_gb:g} GB of VRAM",
@@ -51,10 +87,11 @@ def host_warnings(spec: TargetSpec, host: HostFacts, nvcc: NvccPlan) -> list[Fin
         out.append(Finding(what=f"{host.cxx.path} has no lto-wrapper (an incomplete gcc): a build that links with LTO "
                                 "(torchmcubes: CMake INTERPROCEDURAL_OPTIMIZATION) fails with 'could not run lto-wrapper'",
                            fix=LTO_FIX))
-    if nvcc.needed and nvcc.version and host.cxx and host.cxx.name == "gcc":
+    if nvcc.needed and nvcc.version and nvcc.cxx is None and host.cxx and host.cxx.name == "gcc":
         tk = toolkit_for(spec, nvcc.version)
         if tk and Dotted(host.cxx.version).major > Dotted(tk.max_gcc).major:
             out.append(Finding(what=f"gcc {host.cxx.version} is newer than nvcc {nvcc.version} accepts "
                                     f"(<= {tk.max_gcc}): 'unsupported GNU version'",
-                               fix=f"install gcc-{tk.max_gcc} g++-{tk.max_gcc} and set NVCC_CCBIN=/usr/bin/g++-{tk.max_gcc}"))
+                               fix=f"install gcc-{tk.max_gcc} g++-{tk.max_gcc} and export CC=/usr/bin/gcc-{tk.max_gcc} "
+                                   f"CXX=/usr/bin/g++-{tk.max_gcc} (torch hands CC to nvcc as -ccbin)"))
     return out

@@ -6,9 +6,12 @@ only at the template and JSON boundaries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..lock.facts import LockFacts
 
 
 class _Model(BaseModel):
@@ -24,12 +27,14 @@ class Finding(_Model):
 
 class NvccPlan(_Model):
     needed: bool
-    source: str  # system | conda | none
+    source: str  # system | toolkit (the lockfile's, in a shared prefix) | none
     version: str | None = None
     path: str | None = None
     cuda_home: str | None = None
     conda_channel: str | None = None
     conda_packages: list[str] = Field(default_factory=list)
+    cc: str | None = None  # the host compilers builds use, when not the host's own (the toolkit's conda gcc)
+    cxx: str | None = None
     reason: str
 
 
@@ -79,3 +84,6 @@ class PlanOptions:
     ptx: bool = False  # add +PTX to the highest arch, for GPUs newer than any planned
     prefix: str | None = None  # default: {data}/envs/{target}
     data_dir: str = "~/.local/share/provision"
+    # What the lockfiles say (lock/facts.py), per variant that has a current one. None: not
+    # known (a library call); then no lock-based blocker is raised and toolkits get plain names.
+    locks: Mapping[str, LockFacts] | None = None

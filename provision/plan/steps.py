@@ -41,13 +41,18 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
         Step(id="sources", title="fetch the extension sources at their pinned commits (bundle, else git)",
              command=f"git clone URL {data}/src/NAME && git -C {data}/src/NAME checkout COMMIT   # per source"),
         Step(id="create-env", title=f"create the environment (Python {spec.python}) from the lockfile",
-             command=f"py-rattler: install the conda packages of {compiled}/conda-lock.yml into {q(prefix)}"
-                     + (" (with its cuda-toolkit category)" if nvcc.source == "conda" else "")),
+             command=f"py-rattler: install the conda packages of {compiled}/conda-lock.yml into {q(prefix)}"),
     ]
-    if nvcc.source == "conda":
-        steps.append(Step(id="cuda-toolkit", title=f"nvcc {nvcc.version} from conda (the host's does not fit): "
-                                                       "the lockfile's cuda-toolkit category, installed with the env",
-                          command=" ".join(q(p) for p in nvcc.conda_packages)))
+    if nvcc.needed:  # before the pip half: a wrong nvcc stops apply before gigabytes of downloads
+        check = (f"check {nvcc.path}: it runs, its CUDA major is torch's ({spec.variants[variant].cuda}), it compiles "
+                 f"for {arch_list or 'the GPU'}, it accepts the host compiler")
+        if nvcc.source == "toolkit":
+            steps.append(Step(id="toolkit", title=f"the CUDA {nvcc.version} build toolkit (nvcc, headers) in the shared "
+                                                  f"prefix {nvcc.cuda_home}, then {check}",
+                              command=f"py-rattler: install the cuda-toolkit category of {compiled}/conda-lock.yml into "
+                                      f"{q(nvcc.cuda_home or '')} (once per toolkit; sha256 checked); {check}"))
+        else:
+            steps.append(Step(id="toolkit", title=f"check the nvcc the builds use ({nvcc.path})", command=check))
     steps.append(Step(id="pip-install", title="install the locked pip packages, hashes enforced",
                       command=f"{py} -m pip install --no-deps --require-hashes -r {compiled}/requirements.txt"))
     torch = spec.torch_version(variant)
@@ -63,8 +68,10 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
         # it compiles the sources one by one, whatever MAX_JOBS says
         if nvcc.cuda_home:
             build_env["CUDA_HOME"] = nvcc.cuda_home
+        if nvcc.cc and nvcc.cxx:  # torch hands CC to nvcc as -ccbin
+            build_env["CC"], build_env["CXX"] = nvcc.cc, nvcc.cxx
         dirs = [f"{prefix}/bin", *([f"{nvcc.cuda_home}/bin"] if nvcc.cuda_home else []), "$PATH"]
-        build_env["PATH"] = ":".join(dict.fromkeys(dirs))  # conda's nvcc lives in the env's own bin
+        build_env["PATH"] = ":".join(dict.fromkeys(dirs))
         build_env.update({k: fill(v, subst) for k, v in e.env.items()})
         src = source_dir(spec, e, data)
         if e.build == "wheel":

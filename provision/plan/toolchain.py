@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..host import HostFacts, Nvcc
 from ..spec import CudaToolkit, Extension, TargetSpec, Variant
 from ..versions import Dotted, cc_arch
+from ..lock.facts import LockFacts
 from .model import Finding, NvccPlan
 
 
@@ -17,7 +18,9 @@ def toolkit_for(spec: TargetSpec, version: str) -> CudaToolkit | None:
 
 
 def plan_nvcc(spec: TargetSpec, variant: Variant, exts: list[Extension], host: HostFacts,
-              archs: list[Dotted], prefix: str) -> tuple[NvccPlan, list[Finding]]:
+              archs: list[Dotted], data: str, lock: LockFacts | None, lock_known: bool) -> tuple[NvccPlan, list[Finding]]:
+    """A fitting system nvcc, else the toolkit the lockfile carries, installed once per toolkit
+    version into a shared prefix (DATA/toolkits/...) every kind of env builds with."""
     needs = [e for e in exts if e.nvcc != "none"]
     if not needs:
         return NvccPlan(needed=False, source="none", reason="no extension compiles CUDA code"), []
@@ -27,20 +30,48 @@ def plan_nvcc(spec: TargetSpec, variant: Variant, exts: list[Extension], host: H
     for n in sorted(host.nvcc, key=lambda n: (not n.on_path, n.path)):
         why = _nvcc_unfit(spec, n, cuda, need_min, archs)
         if why is None:
-            return NvccPlan(needed=True, source="system", version=n.version, path=n.path,
+            plan = NvccPlan(needed=True, source="system", version=n.version, path=n.path,
                             cuda_home=n.path.rsplit("/bin/nvcc", 1)[0],
-                            reason=f"system nvcc {n.version} matches torch's CUDA {cuda}"), []
+                            reason=f"system nvcc {n.version} matches torch's CUDA {cuda}")
+            return _host_compiler(spec, plan, host, None), []
         rejected.append(f"{n.path} ({n.version}): {why}")
-    tk = spec.cuda_toolkits.get(variant.cuda)
+    reason = "no nvcc on this host" if not host.nvcc else "; ".join(rejected)
+    version = lock.toolkit if lock is not None and lock.toolkit else variant.toolkit_version()
+    tk = spec.cuda_toolkits.get(version)
     if tk is None:
-        return NvccPlan(needed=True, source="none", reason=f"no toolkit entry for CUDA {cuda}"), [
-            Finding(what=f"no nvcc fits and CUDA {cuda} is not in cuda_toolkits", fix="add it to envs/shared/cuda.yaml")]
-    reason = ("no nvcc on this host" if not host.nvcc else "; ".join(rejected))
-    plan = NvccPlan(needed=True, source="conda", version=variant.cuda, path=f"{prefix}/bin/nvcc", cuda_home=prefix,
-                    conda_channel=tk.conda_channel,
-                    conda_packages=[f"{p}={variant.cuda}.*" if p.startswith("cuda-") else p for p in tk.conda_packages],
-                    reason=f"{reason}: the env gets cuda-nvcc {variant.cuda} from {tk.conda_channel}")
-    return plan, []
+        return NvccPlan(needed=True, source="none", reason=f"no toolkit entry for CUDA {version}"), [
+            Finding(what=f"no nvcc fits and CUDA {version} is not in cuda_toolkits", fix="add it to envs/shared/cuda.yaml")]
+    if lock_known and (lock is None or lock.toolkit_dir is None):
+        if lock is None:  # no lockfile at all: its own blocker says so; this plan shows what it will carry
+            home = f"{data}/toolkits/cuda-{version}"
+        else:
+            return NvccPlan(needed=True, source="none", reason=f"{reason}; and the lockfile carries no CUDA toolkit"), [
+                Finding(what=f"no nvcc fits ({reason}) and the lockfile was made with --no-cuda-toolkit",
+                        fix=f"relock without --no-cuda-toolkit (provision lock {spec.name}), or install nvcc "
+                            f"{version} and put it on PATH")]
+    else:
+        home = f"{data}/toolkits/{lock.toolkit_dir if lock is not None and lock.toolkit_dir else f'cuda-{version}'}"
+    plan = NvccPlan(needed=True, source="toolkit", version=version, path=f"{home}/bin/nvcc", cuda_home=home,
+                    conda_channel=tk.conda_channel, conda_packages=list(tk.conda_packages),
+                    reason=f"{reason}: the lockfile's CUDA {version} toolkit, installed once into {home} "
+                           "(shared by every env that builds with it)")
+    return _host_compiler(spec, plan, host, lock.toolkit_cxx if lock is not None else None), []
+
+
+def _host_compiler(spec: TargetSpec, plan: NvccPlan, host: HostFacts, toolkit_cxx: str | None) -> NvccPlan:
+    """nvcc refuses a host gcc newer than its own limit ("unsupported GNU version!"): then the
+    conda g++ the locked toolkit brings, of a version it accepts, compiles instead."""
+    tk = toolkit_for(spec, plan.version or "")
+    if tk is None or host.cxx is None or host.cxx.name != "gcc":
+        return plan
+    if Dotted(host.cxx.version).major <= Dotted(tk.max_gcc).major:
+        return plan
+    if plan.source == "toolkit" and toolkit_cxx and Dotted(toolkit_cxx).major <= Dotted(tk.max_gcc).major:
+        return plan.model_copy(update={
+            "cc": f"{plan.cuda_home}/bin/x86_64-conda-linux-gnu-gcc", "cxx": f"{plan.cuda_home}/bin/x86_64-conda-linux-gnu-g++",
+            "reason": plan.reason + f"; host gcc {host.cxx.version} is newer than nvcc {plan.version} accepts "
+                                    f"(<= {tk.max_gcc}): the toolkit's own g++ {toolkit_cxx} compiles"})
+    return plan
 
 
 def _nvcc_unfit(spec: TargetSpec, n: Nvcc, cuda: Dotted, need_min: Dotted, archs: list[Dotted]) -> str | None:

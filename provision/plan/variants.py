@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from ..errors import PlanRefused, UsageError
 from ..host import HostFacts
 from ..spec import CudaToolkit, TargetSpec
@@ -49,27 +51,44 @@ def variant_problems(spec: TargetSpec, key: str, host: HostFacts) -> list[str]:
     return out
 
 
-def choose_variant(spec: TargetSpec, host: HostFacts, wanted: str | None) -> tuple[str, str, dict[str, list[str]]]:
-    """(variant, why, rejected) or PlanRefused listing why none fits."""
+def choose_variant(spec: TargetSpec, host: HostFacts, wanted: str | None,
+                   locked: Collection[str] | None = None) -> tuple[str, str, dict[str, list[str]]]:
+    """(variant, why, rejected) or PlanRefused listing why none fits.
+
+    With `locked` (the variants that have a current lockfile), a variant without one is only
+    chosen when no locked variant can run here: the plan then blocks, naming the lock to make."""
     if wanted is not None and wanted not in spec.variants:
         raise UsageError(f"unknown variant {wanted!r} for {spec.name}",
                          hint=f"variants of {spec.name}: {', '.join(spec.variants)}")
     order = [wanted] if wanted else _preference(spec)
     rejected: dict[str, list[str]] = {}
+    unlocked: list[str] = []
+    default = spec.default_variant()
     for key in order:
         problems = variant_problems(spec, key, host)
-        if not problems:
-            if wanted:
-                why = "asked for with --variant"
-            elif key == spec.default_variant():
-                why = ("the default variant, and this host can run it" if host.gpus
-                       else "the default variant (no GPU found to check it against)")
-            else:
-                why = f"the default ({spec.default_variant()}) cannot run on this host"
-            return key, why, rejected
-        rejected[key] = problems
+        if problems:
+            rejected[key] = problems
+            continue
+        if wanted:
+            return key, "asked for with --variant", rejected
+        if locked is not None and key not in locked:
+            unlocked.append(key)
+            continue
+        if key == default:
+            why = ("the default variant, and this host can run it" if host.gpus
+                   else "the default variant (no GPU found to check it against)")
+        elif default in unlocked:
+            why = f"the default ({default}) has no lockfile; {key} is the best locked variant this host runs"
+        else:
+            why = f"the default ({default}) cannot run on this host"
+        return key, why, rejected
+    if unlocked:  # runs here, but nothing that runs here is locked: the plan blocks on the lock
+        key = unlocked[0]
+        return key, "the best variant for this host, but it has no lockfile (nor has any other that runs here)", rejected
     reasons = [f"{k}: {r}" for k, rs in rejected.items() for r in rs]
-    raise PlanRefused(f"no variant of {spec.name} can run on this host", reasons, hint=_refusal_hint(spec, host))
+    raise PlanRefused(f"no variant of {spec.name} can run on this host" if not wanted else
+                      f"variant {wanted} of {spec.name} cannot run on this host", reasons,
+                      hint=_refusal_hint(spec, host, wanted))
 
 
 def _preference(spec: TargetSpec) -> list[str]:
@@ -79,15 +98,30 @@ def _preference(spec: TargetSpec) -> list[str]:
     return [default, *rest]
 
 
-def _refusal_hint(spec: TargetSpec, host: HostFacts) -> str:
-    top_cc = max(host.compute_capabilities(), default=None)
-    top_variant_cc = max(Dotted(v.host.max_compute_capability) for v in spec.variants.values())
-    if top_cc and top_cc > top_variant_cc:
+def _refusal_hint(spec: TargetSpec, host: HostFacts, wanted: str | None) -> str:
+    """What would actually fix it: a driver newer than the host's, another GPU, another target;
+    never a driver older than the one it has, never `--variant` when it was given."""
+    ccs = host.compute_capabilities()
+    keys = [wanted] if wanted else list(spec.variants)
+    top_variant_cc = max(Dotted(spec.variants[k].host.max_compute_capability) for k in keys)
+    low_variant_cc = min(Dotted(spec.variants[k].host.min_compute_capability) for k in keys)
+    if ccs and max(ccs) > top_variant_cc:
         return (f"{spec.name} pins builds with kernels up to {cc_arch(top_variant_cc)}; this GPU needs "
-                f"{cc_arch(top_cc)} (CUDA >= 12.8 and torch >= 2.7 for Blackwell). Use a GPU of compute "
-                f"capability <= {top_variant_cc}, or a target with a cu128 variant")
-    lowest = min(spec.variants.values(), key=lambda v: Dotted(v.cuda))
-    tk = spec.cuda_toolkits.get(lowest.cuda)
-    need = _min_driver_for(tk, host) if tk else "newer"
-    where = "the Windows driver" if host.wsl else "the NVIDIA driver"
-    return f"update {where} to >= {need} (CUDA {lowest.cuda}), or pass --variant to see one variant's reasons"
+                f"{cc_arch(max(ccs))} (CUDA >= 12.8 and torch >= 2.7 for Blackwell). Use a GPU of compute "
+                f"capability <= {top_variant_cc}, or a target or variant built for it (cu128 or newer)")
+    if ccs and min(ccs) < low_variant_cc:
+        return (f"this GPU ({cc_arch(min(ccs))}) is older than any build of {spec.name} supports (>= "
+                f"{cc_arch(low_variant_cc)}): use a newer GPU")
+    drv = Dotted(host.driver_version) if host.driver_version else None
+    needs = []
+    for k in keys:
+        tk = spec.cuda_toolkits.get(spec.variants[k].cuda)
+        if tk is not None:
+            needs.append((Dotted(_min_driver_for(tk, host)), k, spec.variants[k].cuda))
+    newer = sorted(n for n in needs if drv is None or n[0] > drv)
+    where = "the Windows NVIDIA driver (WSL2 uses it)" if host.wsl else "the NVIDIA driver"
+    if newer:
+        need, k, cuda = newer[0]
+        more = "" if wanted else "; `provision plan --variant V` shows one variant's reasons"
+        return f"update {where} to >= {need} (what {k}, CUDA {cuda}, needs){more}"
+    return "see the reasons above: no driver update fixes them"

@@ -11,17 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .. import paths
 from ..errors import LockError, ProvisionError, UsageError
 from ..host import HostFacts
+from ..ids import url_file_name
 from ..lock import lockfile
+from ..lock.facts import current
 from ..lock.inputs import lock_inputs
 from ..offline.artifacts import Artifact, lock_artifacts, spec_artifacts
 from ..plan import Plan, PlanOptions, make_plan
-from ..spec import LoadedSpec
+from ..spec import GitSource, LoadedSpec, SdistSource, TargetSpec
 from ..templating import render
 from .checklist import compile_checklist
 
@@ -80,6 +83,8 @@ def _locked_variants_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptio
 
 def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> tuple[Plan, dict[str, str]]:
     spec = loaded.spec
+    if opts.plan.locks is None and opts.require_lock:  # plan and lock agree: it knows which variants are locked
+        opts = replace(opts, plan=replace(opts.plan, locks=current(spec, opts.lockdir)))
     plan = make_plan(loaded, host, opts.plan)
     v = plan.variant
     lock_path = lockfile.lockfile_path(opts.lockdir, spec.name, v)
@@ -134,9 +139,35 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
         spec_digest=plan.spec_digest, variant_reason=plan.variant_reason, torch=plan.torch, cuda=plan.cuda,
         arch_list=plan.torch_cuda_arch_list, nvcc_reason=plan.nvcc.reason, prefix=plan.prefix, lock=lock is not None,
         shims=shims, artifact_count=len(arts), wslconfig=wsl, no_lock_reason=no_lock_reason,
+        apply=_apply_command(spec.name, v, opts), extensions=_extension_rows(spec, plan),
         blockers=[b.model_dump() for b in plan.blockers], warnings=[w.model_dump() for w in plan.warnings])
     files[MARKER] = "".join(f"{hashlib.sha256(t.encode()).hexdigest()}  {p}\n" for p, t in sorted(files.items()))
     return plan, files
+
+
+def _apply_command(target: str, variant: str, opts: CompileOptions) -> str:
+    """The next step, as the user types it on the target host (which plans for itself again)."""
+    args = [f"provision apply {target} --variant {variant}"]
+    if opts.plan.prefix:
+        args.append(f"--prefix {shlex.quote(opts.plan.prefix)}")
+    return " ".join(args)
+
+
+def _extension_rows(spec: TargetSpec, plan: Plan) -> list[dict[str, str]]:
+    """Each CUDA extension apply builds (none of them is in the lockfile): from what, and how."""
+    rows = []
+    by_name = {e.name: e for e in spec.extensions_for(plan.variant)}
+    for ep in plan.extensions:
+        e = by_name[ep.name]
+        src = e.source
+        where = (f"{src.git} @ {src.commit[:12]}" + (f" ({src.subdirectory})" if src.subdirectory else "")
+                 if isinstance(src, GitSource) else f"{url_file_name(src.sdist)} (sha256 {src.sha256[:12]})"
+                 if isinstance(src, SdistSource) else f"{src.upstream_path}/ of the upstream checkout")
+        how = ("a wheel (uv build --no-build-isolation), installed --no-deps" if e.build == "wheel"
+               else "in place under the env, imported through a .pth shim")
+        rows.append({"name": e.name, "source": where, "how": how, "jobs": str(ep.max_jobs),
+                     "nvcc": "no CUDA" if e.nvcc == "none" else (plan.nvcc.version or "?")})
+    return rows
 
 
 EXECUTABLE = ("activate.sh", "mirror/mirror.sh")

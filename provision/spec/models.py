@@ -203,7 +203,14 @@ class Variant(StrictModel):
     packages: list[PipPackage] = Field(min_length=1)
     overrides: list[Override] = Field(default_factory=list)
     host: HostConstraints
+    # The CUDA toolkit the lock carries to build this variant's extensions (default: `cuda`).
+    # Same major as torch's CUDA (torch refuses another), and a release the variant's oldest
+    # driver runs, so the SASS it builds needs no minor-version compatibility (cu121 -> 12.2).
+    toolkit: DottedStr | None = None
     why: Prose | None = None
+
+    def toolkit_version(self) -> str:
+        return self.toolkit or self.cuda
 
 
 # --- extensions --------------------------------------------------------------------

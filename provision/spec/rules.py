@@ -136,6 +136,14 @@ def _variants(spec: TargetSpec) -> Iterator[Finding]:
         if tag != "cpu" and v.cuda not in spec.cuda_toolkits:
             yield ("variants", k, "cuda"), f"CUDA {v.cuda} is not described under cuda_toolkits", \
                 f"known: {', '.join(spec.cuda_toolkits) or '(none: include shared/cuda.yaml)'}"
+        if v.toolkit is not None:
+            if v.toolkit not in spec.cuda_toolkits:
+                yield ("variants", k, "toolkit"), f"toolkit {v.toolkit} is not described under cuda_toolkits", \
+                    f"known: {', '.join(spec.cuda_toolkits)}"
+            elif Dotted(v.toolkit).major != Dotted(v.cuda).major or Dotted(v.toolkit) < Dotted(v.cuda):
+                yield ("variants", k, "toolkit"), \
+                    f"toolkit {v.toolkit} for torch's CUDA {v.cuda}: torch builds only with nvcc of its CUDA major, " \
+                    "not older than its own CUDA", f"use a {Dotted(v.cuda).major}.x toolkit >= {v.cuda}"
         keys = [p.key for p in v.packages]
         if "torch" not in keys:
             yield ("variants", k, "packages"), "no torch package", "each variant pins its torch build"

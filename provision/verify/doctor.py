@@ -65,7 +65,7 @@ def _toolchain_checks(host: HostFacts) -> list[Check]:
         out.append(Check("nvcc", OK, listed))
     else:
         out.append(Check("nvcc", WARN, "no nvcc found on PATH, CUDA_HOME or /usr/local/cuda*",
-                         "nothing to do: `provision plan` adds conda's cuda-nvcc of the right version to the env"))
+                         "nothing to do: `provision apply` installs the lockfile's CUDA toolkit, of torch's CUDA major"))
     if host.cxx and host.cxx.lto is False:
         out.append(Check("c++", WARN, f"{host.cxx.name} {host.cxx.version} at {host.cxx.path}, without lto-wrapper",
                          f"builds that link with LTO fail ('could not run lto-wrapper'): {LTO_FIX}"))
@@ -109,9 +109,9 @@ def _target_checks(host: HostFacts, loaded: LoadedSpec, opts: PlanOptions) -> li
         return [Check(f"{name}: variant", FAIL, f"{e.message}: " + "; ".join(e.reasons), e.hint or "")]
     out = [Check(f"{name}: variant", OK, f"{plan.variant} (CUDA {plan.cuda}, torch {plan.torch}): {plan.variant_reason}")]
     if plan.nvcc.needed:
-        status = OK if plan.nvcc.source == "system" else WARN if plan.nvcc.source == "conda" else FAIL
+        status = OK if plan.nvcc.source in ("system", "toolkit") else FAIL
         out.append(Check(f"{name}: nvcc", status, plan.nvcc.reason,
-                         "" if status == OK else "apply installs it into the env; nothing to do by hand"))
+                         "" if status == OK else "relock with the CUDA toolkit, or install an nvcc of torch's CUDA major"))
     r = loaded.spec.resources
     out.append(Check(f"{name}: resources", OK,
                      f"needs {r.ram_gb:g} GB RAM, {r.swap_gb:g} GB swap, {r.disk_gb:g} GB disk, {r.vram_gb:g} GB VRAM"))
