@@ -307,3 +307,31 @@ def test_the_header_command_reproduces_the_lock_byte_for_byte_and_check_resolve_
             (files / "setuptools-70.1.0-py3-none-any.whl").write_bytes(held)
         newer.unlink()
         simple_index(repos["root"] / "pypi")
+
+
+def test_a_toolkit_of_wheels_is_locked_in_its_own_category_and_kept_out_of_requirements(
+        tmp_path: Path, repos: dict) -> None:
+    """CUDA >= 13: the toolkit is PyPI wheels. They are resolved with the rest (one version of a
+    package both need), labelled cuda-toolkit, hashed like everything else, and never put in the
+    env's requirements; the toolkit digest names them."""
+    files = repos["root"] / "pypi" / "files"
+    wheel(files, "nvtk-nvcc", "13.0.88", ("nvtk-runtime",))
+    wheel(files, "nvtk-runtime", "13.0.96")
+    simple_index(repos["root"] / "pypi")
+    spec = write_spec(tmp_path / "envs", repos)
+    text = spec.read_text().replace('conda_packages: [cuda-nvcc], max_gcc: "14"}',
+                                    'pip_packages: ["nvtk-nvcc==13.0.88"], max_gcc: "14"}')
+    assert "pip_packages" in text
+    text = text.replace('{name: alpha, version: "1.0"}', '{name: alpha, version: "1.0"}\n    - {name: nvtk-runtime, version: "*"}')
+    spec.write_text(text)
+    code, out = lock(tmp_path, repos, spec=spec)
+    assert code == 0, out
+    lf = lockfile.read(tmp_path / "lockfiles" / "toy" / "cu128" / "conda-lock.yml")
+    cats = {p.name: p.categories for p in lf.package if p.manager == "pip"}
+    assert cats["nvtk-nvcc"] == {"cuda-toolkit"} and cats["nvtk-runtime"] == {"main", "cuda-toolkit"}
+    assert "nvtk-nvcc" not in [p.name for p in lockfile.pip_pins(lf)]
+    assert {p.name for p in lockfile.pip_pins(lf, category="cuda-toolkit")} == {"nvtk-nvcc", "nvtk-runtime"}
+    from provision.lock.facts import read
+
+    facts = read(tmp_path / "lockfiles" / "toy" / "cu128" / "conda-lock.yml")
+    assert facts.toolkit == "12.8" and facts.toolkit_dir.startswith("cuda-12.8-")

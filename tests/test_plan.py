@@ -330,20 +330,20 @@ def test_a_variant_is_planned_only_for_gpus_its_torch_has_kernels_for(cc: str, d
         assert rejected_reason is None and forced.variant == other
 
 
-@pytest.mark.parametrize("cc,driver,cuda,wsl,wanted,hint_has,hint_lacks", [
+@pytest.mark.parametrize("target,cc,driver,cuda,wsl,wanted,hint_has,hint_lacks", [
     # Blackwell on a new driver: no driver update helps; say what does
-    ("12.0", "576.02", "12.9", True, None, "CUDA >= 12.8", "update"),
+    ("trellis", "12.0", "576.02", "12.9", True, None, "CUDA >= 12.8", "update"),
     # an old driver: the update named is newer than the host's
-    ("8.6", "470.82.01", "11.4", False, None, "update the NVIDIA driver to >= 530.30.02", "Windows"),
+    ("trellis2", "8.6", "470.82.01", "11.4", False, None, "update the NVIDIA driver to >= 530.30.02", "Windows"),
     # forced variant: the hint does not say "pass --variant"; WSL names the Windows driver
-    ("8.6", "531.18", "12.1", True, "cu124", "Windows NVIDIA driver", "--variant"),
+    ("trellis2", "8.6", "531.18", "12.1", True, "cu124", "Windows NVIDIA driver", "--variant"),
     # a GPU older than any build
-    ("3.5", "550.90.07", "12.4", False, None, "older than any build", "update"),
+    ("trellis2", "3.5", "550.90.07", "12.4", False, None, "older than any build", "update"),
 ])
-def test_refusal_hints_name_what_would_actually_fix_it(cc: str, driver: str, cuda: str, wsl: bool,
+def test_refusal_hints_name_what_would_actually_fix_it(target: str, cc: str, driver: str, cuda: str, wsl: bool,
                                                        wanted: str | None, hint_has: str, hint_lacks: str) -> None:
     with pytest.raises(PlanRefused) as e:
-        make_plan(load_target("trellis2"), _gpu_host(cc, driver, cuda, wsl), PlanOptions(variant=wanted, data_dir="/d"))
+        make_plan(load_target(target), _gpu_host(cc, driver, cuda, wsl), PlanOptions(variant=wanted, data_dir="/d"))
     hint = e.value.hint or ""
     assert hint_has in hint and hint_lacks not in hint, hint
     for m in __import__("re").findall(r"driver[^>]*>= (\d+\.\d+(?:\.\d+)?)", hint):  # never older than the host's
@@ -383,3 +383,25 @@ def test_a_plan_for_another_host_uses_that_hosts_paths(tmp_path: Path) -> None:
     d = json.loads(proc.stdout)
     assert d["data_dir"] == "/home/ada/.local/share/provision" and d["prefix"].startswith("/home/ada/")
     assert str(Path.home()) not in proc.stdout
+
+
+@pytest.mark.parametrize("ccs,digits", [
+    (["8.6"], "80"),  # flash-attn builds 80/90/100/120 only: an A6000 runs the sm_80 build
+    (["8.6", "8.9", "9.0"], "80;90"),  # field note 003's team: two archs, not a silently missing sm_86
+    (["12.0"], "120"),
+    (["9.0", "12.0"], "90;120"),
+])
+def test_an_extension_that_knows_only_some_archs_is_built_for_the_nearest_one_below(ccs: list[str], digits: str) -> None:
+    h = host("rtx5070ti-wsl2")
+    h = h.model_copy(update={"gpus": [h.gpus[0].model_copy(update={"index": i, "compute_capability": c})
+                                      for i, c in enumerate(ccs)]})
+    p = make_plan(load_target("trellis2"), h, PlanOptions(variant="cu128", data_dir="/d"))
+    flash = next(s for s in p.steps if s.id == "build-flash-attn")
+    assert flash.env["FLASH_ATTN_CUDA_ARCHS"] == digits
+    assert flash.env["TORCH_CUDA_ARCH_LIST"] == ";".join(ccs)  # the other extensions: every planned arch
+
+
+def test_trellis2_plans_its_blackwell_line_on_the_rtx_5070_ti() -> None:
+    p = plan("trellis2", "rtx5070ti-wsl2")
+    assert p.variant == "cu128" and p.torch == "2.8.0" and p.torch_cuda_arch_list == "12.0"
+    assert [b.what for b in p.blockers] == ["NVIDIA GeForce RTX 5070 Ti has 15.9 GB; trellis2 needs 24 GB of VRAM"]

@@ -58,31 +58,30 @@ def install_toolkit(ctx: Ctx, home: Path, log: Path) -> None:
 
     lock = lockfile.read(ctx.compiled / "conda-lock.yml")
     everything = lockfile.conda_records(lock)
-    toolkit = [r for r in everything if "cuda-toolkit" in r.categories]
-    if not toolkit:
+    conda = [r for r in everything if "cuda-toolkit" in r.categories]
+    wheels = lockfile.pip_pins(lock, category="cuda-toolkit")
+    if not (conda or wheels):
         raise ApplyError(f"the lockfile of {ctx.spec.name}/{ctx.plan.variant} carries no CUDA toolkit",
                          hint=f"relock it without --no-cuda-toolkit: provision lock {ctx.spec.name} "
                               f"--variant {ctx.plan.variant}")
-    digest = lockfile.toolkit_digest([_Sha(r.hash.sha256) for r in toolkit])
+    digest = lockfile.toolkit_digest([r.hash.sha256 for r in conda] + [w.sha256 for w in wheels])
     root = paths.owned_dir(home.parent)
     with PrefixLock(home, ctx.data, wait=True):  # two applies sharing a toolkit install it once
         done = home / DONE
         if done.is_file() and done.read_text().strip() == digest:
             with open(log, "a") as f:
-                f.write(f"toolkit: {home} already holds these {len(toolkit)} packages\n")
+                f.write(f"toolkit: {home} already holds these {len(conda) + len(wheels)} packages\n")
             return
         paths.remove_tree(home, root, "a half-installed toolkit")  # conda packages embed their prefix: no rename
         paths.owned_dir(home)
-        rattler_install(ctx, _closure(everything, toolkit), log, home)
-        _layout(home)
+        if conda:
+            rattler_install(ctx, _closure(everything, conda), log, home)
+            _layout(home)
+        if wheels:
+            _install_wheels(ctx, wheels, home, log)
         (home / DONE).write_text(digest + "\n")
     with open(log, "a") as f:
         f.write(f"toolkit: installed into {home}\n")
-
-
-class _Sha:
-    def __init__(self, sha256: str | None) -> None:
-        self.sha256 = sha256 or ""
 
 
 def _layout(home: Path) -> None:
@@ -92,6 +91,38 @@ def _layout(home: Path) -> None:
         link = home / name
         if where.is_dir() and not link.exists() and not link.is_symlink():
             link.symlink_to(os.path.relpath(where, home))
+
+
+def _install_wheels(ctx: Ctx, wheels: list, home: Path, log: Path) -> None:  # type: ignore[type-arg]
+    """The CUDA >= 13 toolkit wheels (nvidia-cuda-nvcc and siblings), hashes enforced, unpacked
+    into HOME/wheels; HOME/bin, include, lib64, nvvm point into their nvidia/cu<N>/ tree."""
+    from ..fsutil import atomic_write_text
+    from ..lock.pip import uv_bin
+    from .commands import run_logged
+
+    lines = []
+    for w in wheels:
+        lines.append(f"{w.name}=={w.version} --hash=sha256:{w.sha256}" if ctx.opts.offline
+                     else f"{w.name} @ {w.url} --hash=sha256:{w.sha256}")
+    req = home / "toolkit-requirements.txt"
+    atomic_write_text(req, "\n".join(lines) + "\n")
+    index = ["--no-index", "--find-links", str(ctx.data / "wheelhouse")] if ctx.opts.offline else []
+    run_logged(ctx, [uv_bin(), "pip", "install", "--no-config", "--no-deps", "--require-hashes", "--python", ctx.py,
+                     "--target", str(home / "wheels"), *index, "-r", str(req)], log)
+    nvcc = sorted((home / "wheels").glob("nvidia/cu*/bin/nvcc"))
+    if not nvcc:
+        raise ApplyError(f"the toolkit wheels hold no nvidia/cu*/bin/nvcc (in {home / 'wheels'})",
+                         hint="the spec's pip_packages must include nvidia-cuda-nvcc")
+    base = nvcc[0].parent.parent
+    for name, where in (("bin", "bin"), ("include", "include"), ("nvvm", "nvvm"), ("lib64", "lib"), ("lib", "lib")):
+        link = home / name
+        if (base / where).is_dir() and not (link.exists() or link.is_symlink()):
+            link.symlink_to(os.path.relpath(base / where, home))
+    lib = base / "lib"  # wheels carry only versioned .so files: the linker wants libcudart.so
+    for versioned in sorted(lib.glob("lib*.so.*")) if lib.is_dir() else []:
+        plain = lib / (versioned.name.split(".so.")[0] + ".so")
+        if not (plain.exists() or plain.is_symlink()):
+            plain.symlink_to(versioned.name)
 
 
 def _version(nvcc: Path, env: dict[str, str]) -> tuple[str | None, str]:

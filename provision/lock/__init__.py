@@ -102,9 +102,11 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
     conda_from = "snapshot" if opts.channel_snapshot else "live"
     cuda = (f"locked: {' '.join(inputs.cuda_specs)}" if opts.cuda_toolkit else
             "not locked (--no-cuda-toolkit): apply can build only with a system nvcc the plan accepts")
-    toolkit = [r for r in conda if r.category != conda_half.MAIN]
+    toolkit = [r for r in conda if r.category != conda_half.MAIN] + [r for r in pip if "cuda-toolkit" in r.categories]
+    if inputs.toolkit_requirements:
+        cuda = f"locked: {' '.join(inputs.toolkit_requirements)} (wheels)"
     model = lockfile.build(inputs, conda, pip, _source_name(loaded), when, conda_from, cuda,
-                           toolkit_digest=lockfile.toolkit_digest(toolkit) if toolkit else None)
+                           toolkit_digest=lockfile.toolkit_digest([r.sha256 for r in toolkit]) if toolkit else None)
     header = render(
         "conda-lock-header.j2", target=loaded.name, variant=variant, platform=inputs.platform,
         source=_source_name(loaded), extra_args=_extra_args(opts), conda_count=len(conda),
@@ -132,7 +134,9 @@ def _previous_pins(path: Path, opts: LockOptions) -> dict[str, str] | None:
     if opts.upgrade or not path.is_file():
         return None
     try:
-        return {p.name: p.version for p in lockfile.pip_pins(lockfile.read(path)) if not p.git}
+        lock = lockfile.read(path)
+        pins = [*lockfile.pip_pins(lock), *lockfile.pip_pins(lock, category="cuda-toolkit")]
+        return {p.name: p.version for p in pins if not p.git}
     except LockError:
         return None  # unreadable: lock afresh, as if there were none
 

@@ -63,9 +63,13 @@ class LockInputs:
     sources: dict[str, str] = field(default_factory=dict)  # package -> index name
     indexes: list[IndexRef] = field(default_factory=list)
     git: list[GitPin] = field(default_factory=list)
+    # the toolkit's wheels (CUDA >= 13): resolved with the rest, kept in category cuda-toolkit
+    toolkit_requirements: list[str] = field(default_factory=list)
 
     def digest(self) -> str:
         data = asdict(self) | {"lock_format": LOCK_FORMAT}
+        if not data["toolkit_requirements"]:  # absent from specs before CUDA 13: their digests stay as they were
+            del data["toolkit_requirements"]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -100,6 +104,8 @@ def lock_inputs(spec: TargetSpec, variant: str, platform: str = "linux-64") -> L
         reqs += [_requirement(b) for b in [*e.build_requires, *e.requires]]
     # Builds run without isolation, so what setup.py needs must already be in the env.
     reqs += ["setuptools>=70.1"]  # builds wheels itself (bdist_wheel): the `wheel` package is not needed
+    toolkit_tk = spec.cuda_toolkits.get(v.toolkit_version())
+    toolkit_reqs = sorted(toolkit_tk.pip_packages, key=str.lower) if toolkit_tk else []
     reqs = sorted(dict.fromkeys(reqs), key=str.lower)
 
     sources = {p.key: p.index for p in pkgs.values() if p.git is None and p.index != "pypi"}
@@ -113,7 +119,7 @@ def lock_inputs(spec: TargetSpec, variant: str, platform: str = "linux-64") -> L
         conda_specs.append(f"{c.name} {c.version}" if c.version else c.name)
     toolkit = v.toolkit_version()
     tk = spec.cuda_toolkits.get(toolkit)
-    cuda_specs = [f"cuda-version {toolkit}.*", *(tk.conda_packages if tk else [])]
+    cuda_specs = [f"cuda-version {toolkit}.*", *tk.conda_packages] if tk and tk.conda_packages else []
     return LockInputs(
         target=spec.name,
         variant=variant,
@@ -126,6 +132,7 @@ def lock_inputs(spec: TargetSpec, variant: str, platform: str = "linux-64") -> L
         cuda_channel=tk.conda_channel if tk else "conda-forge",
         cuda_specs=cuda_specs,
         requirements=reqs,
+        toolkit_requirements=toolkit_reqs,
         overrides=sorted(_requirement(PipPackage(name=o.name, version=o.version))
                          for o in {o.name: o for o in [*spec.pip.overrides, *v.overrides]}.values()),
         sources=dict(sorted(sources.items())),

@@ -38,11 +38,11 @@ def _conda_dep(d: str) -> tuple[str, str]:
     return name, spec.strip() or "*"
 
 
-def toolkit_digest(records: list[CondaRecord]) -> str:
+def toolkit_digest(sha256s: list[str]) -> str:
     """One hash for a toolkit's exact files: two locks share a toolkit prefix only if they agree."""
     import hashlib
 
-    return hashlib.sha256("".join(sorted(f"{r.sha256}\n" for r in records)).encode()).hexdigest()
+    return hashlib.sha256("".join(sorted(f"{s or ''}\n" for s in sha256s)).encode()).hexdigest()
 
 
 def build(inputs: LockInputs, conda: list[CondaRecord], pip: list[PipRecord], source: str,
@@ -66,7 +66,7 @@ def build(inputs: LockInputs, conda: list[CondaRecord], pip: list[PipRecord], so
             dependencies={d: "*" for d in p.dependencies},
             url=p.url, hash=HashModel(sha256=p.sha256),
             source=DependencySource(type="url", url=p.source_url) if p.source_url else None,
-            categories={"main"},
+            categories=set(p.categories),
         ))
     channels = list(dict.fromkeys([*inputs.channels, *(
         [inputs.cuda_channel] if any(r.category != "main" for r in conda) else [])]))
@@ -143,11 +143,12 @@ class PipPin:
     git: str | None  # git+URL@commit: built from source with --no-deps, not hash-checked by pip
 
 
-def pip_pins(lock: object, platform: str = "linux-64") -> list[PipPin]:
-    """The pip half of a lockfile, in install order, split into hashed files and git pins."""
+def pip_pins(lock: object, platform: str = "linux-64", category: str = "main") -> list[PipPin]:
+    """The pip half of a lockfile (what the env installs; category cuda-toolkit: the toolkit's
+    wheels), in install order, split into hashed files and git pins."""
     out = []
     for p in lock.package:  # type: ignore[attr-defined]
-        if p.manager != "pip" or p.platform != platform:
+        if p.manager != "pip" or p.platform != platform or category not in p.categories:
             continue
         git = p.source.url if p.source is not None and p.source.url.startswith("git+") else None
         out.append(PipPin(p.name, p.version, p.url, p.hash.sha256, git))

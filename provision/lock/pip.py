@@ -42,6 +42,7 @@ class PipRecord:
     sha256: str | None  # None only for git packages, which the commit pins
     dependencies: tuple[str, ...]
     source_url: str | None = None  # git+...@commit
+    categories: tuple[str, ...] = ("main",)  # cuda-toolkit: the toolkit's wheels (never installed into the env)
 
 
 def uv_bin() -> str:
@@ -73,7 +74,7 @@ def project_toml(inputs: LockInputs, local: dict[str, str] | None = None) -> str
         'version = "0"',
         f"requires-python = {_toml_str('==' + inputs.python + '.*')}",
         "dependencies = [",
-        *(f"  {_toml_str(r)}," for r in inputs.requirements),
+        *(f"  {_toml_str(r)}," for r in [*inputs.requirements, *inputs.toolkit_requirements]),
         "]",
     ]
     for ix in inputs.indexes:
@@ -231,11 +232,41 @@ def resolve(inputs: LockInputs, python_version: str, default_index: str = PYPI,
             fact = by_file[url.rsplit("/", 1)[-1].replace("%2B", "+")]
             url, sha = fact.url, fact.sha256
         out.append(PipRecord(name, str(pkg["version"]), url, sha, tuple(sorted(set(deps.get(name, []))))))
+    out = _categorised(out, inputs, deps)
     for g in inputs.git:
         reqdeps = tuple(sorted({canonicalize_name(re.split(r"[\s<>=!~;\[(]", r, 1)[0]) for r in g.requires}))
         out.append(PipRecord(canonicalize_name(g.name), f"0+g{g.commit[:12]}", g.pip_url, None, reqdeps,
                              source_url=g.pip_url))
     return sorted(out, key=lambda r: r.name)
+
+
+def _names(reqs: list[str]) -> set[str]:
+    return {canonicalize_name(re.split(r"[\s<>=!~;\[(@]", r, 1)[0]) for r in reqs}
+
+
+def _reach(roots: set[str], deps: dict[str, list[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo += deps.get(n, [])
+    return seen
+
+
+def _categorised(records: list[PipRecord], inputs: LockInputs, deps: dict[str, list[str]]) -> list[PipRecord]:
+    """main: what the env installs; cuda-toolkit: what the toolkit's wheels need (a package both
+    need is in both categories, at the one version the resolution chose)."""
+    if not inputs.toolkit_requirements:
+        return records
+    main = _reach(_names(inputs.requirements) | {n for g in inputs.git for n in _names(g.requires)}, deps)
+    toolkit = _reach(_names(inputs.toolkit_requirements), deps)
+    out = []
+    for r in records:
+        cats = tuple(c for c, inside in (("main", r.name in main), ("cuda-toolkit", r.name in toolkit)) if inside)
+        out.append(PipRecord(r.name, r.version, r.url, r.sha256, r.dependencies, r.source_url, cats or ("main",)))
+    return out
 
 
 def _fact_indexes(inputs: LockInputs, facts: dict[str, list[WheelFact]], root: Path

@@ -52,7 +52,7 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
              "arch_digits": ";".join(cc_arch(a).removeprefix("sm_") for a in archs)}
     env = {k: fill(v, subst) for k, v in spec.env_values().items()}
     subst.update(env)
-    steps = plan_steps(loaded, variant_key, exts, ext_plans, nvcc, arch_list, prefix, data, env, subst)
+    steps = plan_steps(loaded, variant_key, exts, ext_plans, nvcc, arch_list, prefix, data, env, subst, archs)
     return Plan(
         target=spec.name, spec_digest=loaded.digest, host_label=host.label, variant=variant_key,
         variant_reason=why, cuda=variant.cuda, torch=spec.torch_version(variant_key), rejected_variants=rejected,

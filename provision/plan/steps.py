@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from ..ids import url_file_name
+from ..versions import Dotted, cc_arch
 from ..spec import Extension, LoadedSpec, SdistSource, TargetSpec, UpstreamPathSource
 from .model import ExtensionPlan, NvccPlan, Step
 
@@ -27,9 +28,21 @@ def fill(text: str, subst: dict[str, str]) -> str:
     return text
 
 
+def ext_arch_digits(e: Extension, archs: list[Dotted]) -> str:
+    """The planned archs as the extension's build knows them: each the highest of its build_archs of
+    the same major not above it (flash-attn builds 80/90/100/120 only: an sm_86 GPU runs sm_80 SASS).
+    A planned arch with none of its major stays as it is (the build then falls back to torch's list)."""
+    known = sorted(Dotted(a) for a in e.build_archs or [])
+    out = []
+    for a in archs:
+        fit = [k for k in known if k.major == a.major and k <= a]
+        out.append(cc_arch(fit[-1] if fit else a).removeprefix("sm_"))
+    return ";".join(dict.fromkeys(out))
+
+
 def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plans: list[ExtensionPlan],
                nvcc: NvccPlan, arch_list: str, prefix: str, data: str, env: dict[str, str],
-               subst: dict[str, str]) -> list[Step]:
+               subst: dict[str, str], archs: list[Dotted]) -> list[Step]:
     spec = loaded.spec
     q = shlex.quote
     py = f"{prefix}/bin/python"
@@ -72,7 +85,7 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
             build_env["CC"], build_env["CXX"] = nvcc.cc, nvcc.cxx
         dirs = [f"{prefix}/bin", *([f"{nvcc.cuda_home}/bin"] if nvcc.cuda_home else []), "$PATH"]
         build_env["PATH"] = ":".join(dict.fromkeys(dirs))
-        build_env.update({k: fill(v, subst) for k, v in e.env.items()})
+        build_env.update({k: fill(v, {**subst, "ext_arch_digits": ext_arch_digits(e, archs)}) for k, v in e.env.items()})
         src = source_dir(spec, e, data)
         if e.build == "wheel":
             cmd = (f"uv build --wheel --no-build-isolation --python {py} --out-dir {data}/wheels/{e.name} {src} && "

@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Union
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from pydantic import AfterValidator, Discriminator, Field, StrictStr, Tag, field_validator
+from pydantic import AfterValidator, Discriminator, Field, StrictStr, Tag, field_validator, model_validator
 
 from .. import ids
 from .fields import (Code, Commit, DottedStr, EnvName, ModuleName, Number, PackageName, PipVersion, Prose, RelPath,
@@ -184,8 +184,24 @@ class CudaToolkit(StrictModel):
     nvcc_min_arch: DottedStr  # lowest compute capability nvcc can target
     nvcc_max_arch: DottedStr  # highest
     conda_channel: Channel  # where cuda-nvcc of this version is published
-    conda_packages: list[PackageName] = Field(min_length=1)  # headers and nvcc for builds
+    conda_packages: list[PackageName] = Field(default_factory=list)  # headers and nvcc for builds
+    # From CUDA 13, PyPI's nvidia-cuda-nvcc and its siblings carry a whole compiler: a toolkit
+    # may be these wheels (exact pins) instead of conda packages; apply unpacks them into the prefix.
+    pip_packages: list[Text] = Field(default_factory=list)
     max_gcc: DottedStr  # newest host gcc nvcc accepts ("unsupported GNU version!" above it)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "CudaToolkit":
+        if bool(self.conda_packages) == bool(self.pip_packages):
+            raise ValueError("a toolkit is conda_packages or pip_packages (exactly one of them)")
+        for r in self.pip_packages:
+            try:
+                req = Requirement(r)
+            except InvalidRequirement as e:
+                raise ValueError(f"{r!r} is not a requirement ({e})") from None
+            if not any(s.operator == "==" for s in req.specifier):
+                raise ValueError(f"{r!r}: a toolkit wheel is pinned exactly (==): the prefix is named by its files")
+        return self
 
 
 class HostConstraints(StrictModel):
@@ -231,6 +247,10 @@ class Extension(StrictModel):
     # locked and installed with the pip half (from its setup.py / pyproject at the pinned commit)
     requires: list[PipPackage] = Field(default_factory=list)
     env: dict[EnvName, Text] = Field(default_factory=dict)
+    # The archs the extension's own build knows (flash-attn: 8.0, 9.0, 10.0, 12.0). Each planned
+    # arch becomes the highest of these with its major that is not above it (8.6 -> 8.0: sm_80
+    # SASS runs on sm_86): {ext_arch_digits} in `env` names them (default: the planned archs).
+    build_archs: list[DottedStr] | None = None
     variants: list[StrictStr] | None = None  # only for these variants (default: all; rules.py checks each)
     smoke: Code | None = None  # Python run on the GPU after install
     why: Prose | None = None

@@ -198,7 +198,8 @@ def _weights(spec: TargetSpec) -> Iterator[Finding]:
 
 
 PLACEHOLDERS = {"prefix": "the environment's prefix", "data": "provision's data directory (weights, caches)",
-                "arch_list": "the planned TORCH_CUDA_ARCH_LIST", "arch_digits": "the planned archs as 80;86;90"}
+                "arch_list": "the planned TORCH_CUDA_ARCH_LIST", "arch_digits": "the planned archs as 80;86;90",
+                "ext_arch_digits": "the planned archs as the extension's own build knows them (build_archs)"}
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
