@@ -1,0 +1,171 @@
+"""The build index: one machine builds the toy target's extensions (an in-place C extension and a
+wheel), `provision publish` turns its cached builds into wheels in a PEP 503 index, a static
+server (and pypiserver) serves it on 127.0.0.1, and a second machine applies from it without
+compiling, every wheel checked against its sha256; a tampered wheel is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import test_apply
+from test_apply import apply_args
+from test_lock import run
+
+from repofactory import serve
+
+world = test_apply.world  # the module's own copy of the fixture: lock, mirror and seed the toy target
+
+
+def _second_machine(w: dict, tmp: Path, name: str, *extra: str) -> tuple[int, str, Path]:
+    """A fresh data dir seeded from the same bundle, a fresh prefix: another machine."""
+    data = tmp / f"data-{name}"
+    code, out = run("seed", str(w["t"] / "bundle"), "--hf-home", str(tmp / f"hf-{name}"), "--torch-home",
+                    str(tmp / f"th-{name}"), "--data-dir", str(data))
+    assert code == 1 and "INCOMPLETE" in out, out  # the sources are not in it: builds come from the index
+    args = apply_args(w, *extra)
+    args[args.index("--prefix") + 1] = str(tmp / f"env-{name}")
+    args[args.index("--data-dir") + 1] = str(data)
+    code, out = run(*args)
+    return code, out, tmp / f"env-{name}"
+
+
+@pytest.fixture(scope="module")
+def published(world: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    t = world["t"]
+    code, out = run(*apply_args(world, "--bundle", str(t / "bundle")))  # the builder: compiles both
+    assert code == 0, out
+    index = tmp_path_factory.mktemp("index") / "cache"
+    code, out = run("publish", str(index), "--data-dir", str(t / "data"))
+    assert code == 0, out
+    assert out.count("published ") == 2 and "publish: 2 new" in out, out
+    return {"index": index, "out": out}
+
+
+def test_publish_writes_a_pep503_index_with_hashes_and_pep658_metadata(published: dict) -> None:
+    index = published["index"]
+    wheels = sorted(p.name for p in (index / "files").glob("*.whl"))
+    assert len(wheels) == 2, wheels
+    cext = next(w for w in wheels if w.startswith("cext-"))
+    # the local version label names torch, CUDA and the archs, then the build key's digest
+    assert "+torch2.8.0.cu128.sm120.b" in cext and cext.endswith(f"-cp{sys.version_info[0]}{sys.version_info[1]}-"
+                                                                    f"cp{sys.version_info[0]}{sys.version_info[1]}-linux_x86_64.whl")
+    wext = next(w for w in wheels if w.startswith("wext-"))
+    assert wext.startswith("wext-0.3+torch2.8.0.cu128.sm120.b")
+    page = (index / "simple" / "cext" / "index.html").read_text()
+    import hashlib
+
+    sha = hashlib.sha256((index / "files" / cext).read_bytes()).hexdigest()
+    meta = hashlib.sha256((index / "files" / f"{cext}.metadata").read_bytes()).hexdigest()
+    assert f"#sha256={sha}" in page and f'data-core-metadata="sha256={meta}"' in page
+    assert f'data-dist-info-metadata="sha256={meta}"' in page
+    assert '<a href="cext/">cext</a>' in (index / "simple" / "index.html").read_text()
+    # real wheels: RECORD hashes every file, METADATA names the labelled version
+    with zipfile.ZipFile(index / "files" / cext) as z:
+        names = z.namelist()
+        di = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        assert f"Version: {di.removeprefix('cext-').removesuffix('.dist-info')}" in z.read(f"{di}/METADATA").decode()
+        assert any(n.startswith(di.replace(".dist-info", ".data/data/share/provision/ext/cext/cext.")) and
+                   n.endswith(".so") for n in names), names
+        record = z.read(f"{di}/RECORD").decode()
+        assert all(f"{n},sha256=" in record for n in names if not n.endswith("RECORD"))
+        assert json.loads(z.read(f"{di}/provision-build.json"))["key"]["name"] == "cext"
+
+
+def test_publishing_again_changes_nothing(world: dict, published: dict) -> None:
+    before = {p.name: p.read_bytes() for p in (published["index"] / "files").iterdir()}
+    code, out = run("publish", str(published["index"]), "--data-dir", str(world["t"] / "data"))
+    assert code == 0 and "publish: 0 new, 2 already there" in out, out
+    assert {p.name: p.read_bytes() for p in (published["index"] / "files").iterdir()} == before
+
+
+def test_a_published_wheel_installs_with_plain_pip(published: dict, tmp_path: Path) -> None:
+    """It is a real package index: pip installs the in-place build from it and imports it."""
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "v")], check=True)
+    py = tmp_path / "v" / "bin" / "python"
+    with serve(published["index"]) as url:
+        r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
+                            "--index-url", f"{url}/simple/", "cext"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([str(py), "-c", "import cext; print(cext.hello())"], capture_output=True, text=True)
+    assert r.stdout.strip() == "hello from C", r.stderr
+
+
+def test_a_second_machine_installs_from_the_index_without_compiling(world: dict, published: dict,
+                                                                     tmp_path: Path) -> None:
+    with serve(published["index"]) as url:
+        code, out, env = _second_machine(world, tmp_path, "b", "--cache-url", f"{url}/simple/")
+    assert code == 0, out
+    state = json.loads((env / "share" / "provision" / "state.json").read_text())
+    for name in ("cext", "wext"):
+        log = (env / "share" / "provision" / "logs" / f"build-{name}.log").read_text()
+        assert "from the build index:" in log and "checked, build key" in log, log
+        assert "build_ext" not in log and "build --wheel" not in log, log  # nothing compiled here
+        assert state["steps"][f"build-{name}"]["seconds"] < 5, state["steps"]
+    r = subprocess.run([str(env / "bin" / "python"), "-c", "import cext, wext; print(cext.hello(), wext.__version__)"],
+                       capture_output=True, text=True)
+    assert r.stdout.split()[-1].startswith("0.3+torch2.8.0"), r.stdout + r.stderr
+    assert "hello from C" in r.stdout
+    assert (env / "share" / "provision" / "ext" / "cext" / "setup.py").is_file()  # the built tree, as in place
+    assert "verify: done" in out, out
+
+
+def test_a_tampered_wheel_in_the_index_is_refused_and_never_installed(world: dict, published: dict,
+                                                                       tmp_path: Path) -> None:
+    index = tmp_path / "tampered"
+    shutil.copytree(published["index"], index)
+    victim = next((index / "files").glob("cext-*.whl"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with serve(index) as url:
+        code, out, env = _second_machine(world, tmp_path, "c", "--cache-url", f"{url}/simple/")
+    assert code == 2, out
+    assert "from the build index was refused, nothing was installed" in out and "sha256" in out, out
+    assert not (env / "share" / "provision" / "ext" / "cext").exists()
+    assert not list((tmp_path / "data-c" / "cache" / "index").rglob("cext-*.whl"))  # wrong bytes are not kept
+
+
+def test_nothing_matching_in_the_index_means_apply_builds(world: dict, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    code, out = run("publish", str(empty), "--data-dir", str(tmp_path / "no-data"))
+    assert code == 0 and "publish: 0 new" in out, out
+    with serve(empty) as url:
+        code, out, env = _second_machine(world, tmp_path, "d", "--cache-url", f"{url}/simple/")
+    assert code == 0, out
+    log = (env / "share" / "provision" / "logs" / "build-cext.log").read_text()
+    assert "the build index has no cext build for key" in log and "build_ext" in log
+
+
+def test_pypiserver_serves_the_same_directory(world: dict, published: dict, tmp_path: Path) -> None:
+    """pypiserver lists the wheels of the index directory itself, with their sha256: apply takes them."""
+    pytest.importorskip("pypiserver")
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port),
+                               "--hash-algo", "sha256", "-a", ".", "-P", ".", str(published["index"] / "files")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import requests
+
+        for _ in range(100):
+            try:
+                requests.get(f"http://127.0.0.1:{port}/simple/", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        code, out, env = _second_machine(world, tmp_path, "e", "--cache-url", f"http://127.0.0.1:{port}/simple/")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert code == 0, out
+    assert "from the build index:" in (env / "share" / "provision" / "logs" / "build-cext.log").read_text()
