@@ -119,18 +119,33 @@ def test_fleet_ansible_writes_an_inventory_of_builders_installers_and_groups(tmp
     assert set(g["hosts"]) == {"rtx3090-a", "rtx3090-b"} and g["vars"]["provision_builder"] == "rtx3090-a"
     v = inv["all"]["vars"]
     assert v["provision_cache_url"] == "http://cache.lab:8080/simple/" and v["provision_bundle"] == "/mnt/bundle"
-    assert v["provision_probe"] is True and v["provision_cmd"] == ["provision"]
+    assert v["provision_probe"] is True and v["provision_cmd"] == ["provision"] and v["provision_mirror"] is False
     assert "--only" in v["provision_publish_only"] and "flash-attn" in v["provision_publish_only"]
     play = yaml.safe_load((tmp_path / "out" / "playbook.yml").read_text())
     assert [p["hosts"] for p in play] == ["provision_builders", "provision_installers"]
     tasks = yaml.safe_load((tmp_path / "out" / "tasks.yml").read_text())
     assert [t["name"].split(" (")[0] for t in tasks if t["name"].startswith("provision")] == [
-        "provision doctor", "provision seed", "provision apply", "provision publish", "provision verify"]
+        "provision doctor", "provision mirror", "provision seed", "provision apply", "provision publish",
+        "provision verify"]
     assert json.loads((tmp_path / "out" / "hosts" / "h100.json").read_text())["gpus"][0]["compute_capability"] == "9.0"
     # written again: the same files, no backups
     code, out = _ansible(tmp_path, "--cache-url", "http://cache.lab:8080/simple/", "--publish-to",
                          "http://cache.lab:8080/", "--bundle", "/mnt/bundle")
     assert code == 1 and "kept your earlier" not in out and not list((tmp_path / "out").rglob("*.bak*"))
+
+
+def test_weights_from_a_hub_mirror_or_plain_http_are_mirrored_into_each_hosts_bundle(tmp_path: Path) -> None:
+    code, out = _ansible(tmp_path, "--hf-endpoint", "http://hub-mirror.lab", "--url-map",
+                         "https://github.com=http://files.lab/github")
+    assert code == 1, out
+    v = yaml.safe_load((tmp_path / "out" / "inventory.yml").read_text())["all"]["vars"]
+    assert v["provision_hf_endpoint"] == "http://hub-mirror.lab" and v["provision_bundle"] == "provision-fleet/trellis2-bundle"
+    assert v["provision_url_map"] == ["https://github.com=http://files.lab/github"]
+    assert v["provision_mirror"] is True
+    code, out = _ansible(tmp_path, "--url-map", "nothing-to-map")
+    assert code == 2 and "PREFIX=REPLACEMENT" in out, out
+    code, out = _ansible(tmp_path, "--bundle", "/mnt/b", "--hf-endpoint", "http://hub-mirror.lab")
+    assert code == 2 and "one or the other" in out, out
 
 
 def test_a_users_file_in_the_way_is_kept_as_a_backup(tmp_path: Path) -> None:
@@ -156,3 +171,28 @@ def test_values_ansible_would_evaluate_or_that_leak_are_refused(tmp_path: Path, 
 def test_publish_to_needs_a_cache_url(tmp_path: Path) -> None:
     code, out = _ansible(tmp_path, "--publish-to", "/srv/cache")
     assert code == 2 and "--cache-url" in out, out
+
+
+def test_ansible_itself_reads_the_inventory_and_the_playbook(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    bindir = Path(sys.executable).parent
+    tools = {t: str(bindir / t) if (bindir / t).is_file() else shutil.which(t)
+             for t in ("ansible-inventory", "ansible-playbook")}
+    if not all(tools.values()):
+        pytest.skip("ansible-core is not installed (it is in the test extra)")
+    code, out = _ansible(tmp_path, "--cache-url", "http://cache.lab:8080/simple/", "--publish-to", "/srv/cache")
+    assert code == 1, out
+    env = os.environ | {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "ANSIBLE_NOCOLOR": "1"}
+    inv = str(tmp_path / "out" / "inventory.yml")
+    r = subprocess.run([tools["ansible-inventory"], "-i", inv, "--list"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    listed = json.loads(r.stdout)
+    assert set(listed["provision_builders"]["hosts"]) == {"rtx3090-a", "a6000", "h100"}
+    assert listed["_meta"]["hostvars"]["rtx3090-b"]["provision_builder"] == "rtx3090-a"
+    r = subprocess.run([tools["ansible-playbook"], "-i", inv, "--syntax-check", str(tmp_path / "out" / "playbook.yml")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr

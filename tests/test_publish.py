@@ -5,11 +5,13 @@ compiling, every wheel checked against its sha256; a tampered wheel is refused."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -142,30 +144,52 @@ def test_nothing_matching_in_the_index_means_apply_builds(world: dict, tmp_path:
     assert "the build index has no cext build for key" in log and "build_ext" in log
 
 
-def test_pypiserver_serves_the_same_directory(world: dict, published: dict, tmp_path: Path) -> None:
-    """pypiserver lists the wheels of the index directory itself, with their sha256: apply takes them."""
+@contextlib.contextmanager
+def _pypiserver(packages: Path) -> Iterator[str]:
+    """pypiserver on 127.0.0.1 over `packages`, uploads open (-a . -P .), sha256 in its pages."""
     pytest.importorskip("pypiserver")
     import socket
     import time
+
+    import requests
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(port),
-                               "--hash-algo", "sha256", "-a", ".", "-P", ".", str(published["index"] / "files")],
+                               "--hash-algo", "sha256", "-a", ".", "-P", ".", str(packages)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        import requests
-
         for _ in range(100):
             try:
                 requests.get(f"http://127.0.0.1:{port}/simple/", timeout=1)
                 break
             except requests.RequestException:
                 time.sleep(0.1)
-        code, out, env = _second_machine(world, tmp_path, "e", "--cache-url", f"http://127.0.0.1:{port}/simple/")
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_pypiserver_serves_the_same_directory(world: dict, published: dict, tmp_path: Path) -> None:
+    """pypiserver lists the wheels of the index directory itself, with their sha256: apply takes them."""
+    with _pypiserver(published["index"] / "files") as url:
+        code, out, env = _second_machine(world, tmp_path, "e", "--cache-url", f"{url}/simple/")
     assert code == 0, out
     assert "from the build index:" in (env / "share" / "provision" / "logs" / "build-cext.log").read_text()
+
+
+def test_publish_uploads_to_pypiserver_and_apply_installs_from_it(world: dict, published: dict,
+                                                                  tmp_path: Path) -> None:
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    with _pypiserver(packages) as url:
+        code, out = run("publish", f"{url}/", "--data-dir", str(world["t"] / "data"))
+        assert code == 0 and "publish: 2 new" in out, out
+        assert sorted(p.name for p in packages.iterdir()) == sorted(p.name for p in (published["index"] / "files").glob("*.whl"))
+        code, out = run("publish", f"{url}/", "--data-dir", str(world["t"] / "data"))
+        assert code == 0 and "publish: 0 new, 2 already there" in out, out
+        code, out, env = _second_machine(world, tmp_path, "f", "--cache-url", f"{url}/simple/")
+    assert code == 0, out
+    assert "from the build index:" in (env / "share" / "provision" / "logs" / "build-wext.log").read_text()

@@ -73,8 +73,9 @@ def ansible_(target: str = typer.Argument(..., help="Target name or spec file.")
              variant: Optional[str] = VariantOpt,
              cache_url: Optional[str] = typer.Option(None, "--cache-url", help="The build index every host reads (its simple/ URL)."),
              publish_to: Optional[str] = typer.Option(None, "--publish-to", help="Where builders publish: a directory they see (served at --cache-url), or an index's upload URL."),
-             bundle: Optional[str] = typer.Option(None, "--bundle", help="A bundle directory as the hosts see it: seeded before apply."),
-             hf_endpoint: Optional[str] = typer.Option(None, "--hf-endpoint", help="A mirror of the Hub (HF_ENDPOINT for apply)."),
+             bundle: Optional[str] = typer.Option(None, "--bundle", help="A bundle directory as the hosts see it: seeded before apply (with --hf-endpoint/--url-map: where each host mirrors into)."),
+             hf_endpoint: Optional[str] = typer.Option(None, "--hf-endpoint", help="A mirror of the Hub: each host mirrors the weights from it into its bundle."),
+             url_map: Optional[List[str]] = typer.Option(None, "--url-map", help="PREFIX=REPLACEMENT: each host fetches URLs starting with PREFIX from a plain HTTP mirror (repeatable)."),
              provision_cmd: str = typer.Option("provision", "--provision-cmd", help="How the hosts run provision, e.g. '/opt/provision/bin/python -m provision'."),
              apply_arg: Optional[List[str]] = typer.Option(None, "--apply-arg", help="One more argument for every apply, e.g. --apply-arg=--venv (repeatable)."),
              prefix: Optional[str] = typer.Option(None, "--prefix", help="The env prefix on every host."),
@@ -95,7 +96,7 @@ def ansible_(target: str = typer.Argument(..., help="Target name or spec file.")
                 for k, v in (("publish_to", publish_to), ("rehearse", rehearse))}
     exts = sorted({e.name for v in loaded.spec.variants for e in loaded.spec.extensions_for(v)})
     opts = AnsibleOptions(target=as_given, cache_url=cache_url, publish_to=absolute["publish_to"], bundle=bundle,
-                          hf_endpoint=hf_endpoint, provision_cmd=tuple(shlex.split(provision_cmd)),
+                          hf_endpoint=hf_endpoint, url_map=tuple(url_map or ()), provision_cmd=tuple(shlex.split(provision_cmd)),
                           apply_args=tuple(apply_arg or ()), prefix=prefix, data_dir=data, lockdir=lockdir,
                           probe=not no_probe, rehearse=absolute["rehearse"], extensions=tuple(exts))
     files = ansible_files(loaded, fleet, {n: f for n, _, f in hs}, opts)

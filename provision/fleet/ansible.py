@@ -37,7 +37,8 @@ class AnsibleOptions:
     cache_url: str | None = None  # where hosts read the build index (its simple/ URL)
     publish_to: str | None = None  # where builders publish: a directory they see, or an upload URL
     bundle: str | None = None  # a bundle directory as each host sees it (NFS, USB, a copy)
-    hf_endpoint: str | None = None  # a mirror of the Hub, for apply's weights
+    hf_endpoint: str | None = None  # a mirror of the Hub: each host mirrors the weights into its bundle
+    url_map: tuple[str, ...] = ()  # PREFIX=REPLACEMENT: URL weights from a plain HTTP mirror (mirror --url-map)
     provision_cmd: tuple[str, ...] = ("provision",)
     apply_args: tuple[str, ...] = ()
     prefix: str | None = None
@@ -71,6 +72,14 @@ def check_options(o: AnsibleOptions) -> None:
     if o.publish_to and not o.cache_url:
         raise UsageError("--publish-to without --cache-url: the other hosts would not know where to read the builds",
                          hint="pass --cache-url URL, the simple/ URL that serves what builders publish")
+    if o.bundle and (o.hf_endpoint or o.url_map):
+        raise UsageError("--bundle is a bundle the hosts seed from; --hf-endpoint and --url-map are for hosts that "
+                         "mirror their own", hint="give one or the other")
+    for m in o.url_map:
+        old, sep, new = m.partition("=")
+        if not sep or not old or not new:
+            raise UsageError(f"--url-map {m!r}: expected PREFIX=REPLACEMENT")
+        url(new, "--url-map")
     for v in (o.target, *o.provision_cmd, *o.apply_args):
         try:
             ids.check_text(v, "a command-line value", 4096)
@@ -90,11 +99,13 @@ def ansible_files(loaded: LoadedSpec, fleet: FleetPlan, facts: dict[str, HostFac
     """Every file of the Ansible project, as text (pure)."""
     check_options(o)
     probe = o.probe and not o.rehearse
+    # no shared bundle: each host mirrors its own (from the mirrors given, else upstream), under provision_chdir
+    bundle = o.bundle or f"provision-fleet/{loaded.name}-bundle"
     all_vars: dict[str, object] = {
         "provision_target": o.target, "provision_cmd": list(o.provision_cmd),
         "provision_cache_url": o.cache_url, "provision_publish_to": o.publish_to,
         "provision_publish_only": [a for e in o.extensions for a in ("--only", e)],
-        "provision_bundle": o.bundle, "provision_hf_endpoint": o.hf_endpoint,
+        "provision_bundle": bundle, "provision_mirror": o.bundle is None, "provision_hf_endpoint": o.hf_endpoint, "provision_url_map": list(o.url_map),
         "provision_apply_args": list(o.apply_args), "provision_lockdir": o.lockdir,
         "provision_prefix": o.prefix, "provision_data_dir": o.data_dir, "provision_probe": probe,
         "provision_chdir": "~", "provision_facts": f"provision-fleet/{loaded.name}-host.json",
