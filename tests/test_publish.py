@@ -193,3 +193,57 @@ def test_publish_uploads_to_pypiserver_and_apply_installs_from_it(world: dict, p
         code, out, env = _second_machine(world, tmp_path, "f", "--cache-url", f"{url}/simple/")
     assert code == 0, out
     assert "from the build index:" in (env / "share" / "provision" / "logs" / "build-wext.log").read_text()
+
+
+def _fake_cache(data: Path, name: str, members: dict[str, bytes], key_extra: dict | None = None) -> Path:
+    """A cached in-place build as apply stores it, with `members` in its tar."""
+    import io
+    import tarfile
+
+    from provision.plan.binary import digest_of
+
+    key = {"name": name, "build": "inplace", "python": "cpython-311-x86_64", "torch": "2.8.0", "torch_cuda": "12.8",
+           "arch_list": "8.6", "v": "2", **(key_extra or {})}
+    d = data / "cache" / "ext" / f"{name}-{digest_of(key)}"
+    d.mkdir(parents=True)
+    (d / "key.json").write_text(json.dumps(key))
+    with tarfile.open(d / "inplace.tar", "w") as t:
+        for n, b in members.items():
+            info = tarfile.TarInfo(n)
+            info.size = len(b)
+            t.addfile(info, io.BytesIO(b))
+    return d
+
+
+def test_a_cached_build_that_climbs_out_or_lies_about_its_key_is_skipped_not_published(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _fake_cache(data, "good", {"./good.cpython-311-x86_64-linux-gnu.so": b"\x7fELF", "./good.c": b"int x;"})
+    _fake_cache(data, "evil", {"../../etc/cron.d/x": b"boom", "./evil.so": b"\x7fELF"})
+    liar = _fake_cache(data, "liar", {"./liar.so": b"\x7fELF"})
+    (liar / "key.json").write_text(json.dumps({"name": "liar", "build": "inplace", "torch": "9.9"}))
+    _fake_cache(data, "nolib", {"./nolib.py": b"x = 1\n"})
+    code, out = run("publish", str(tmp_path / "index"), "--data-dir", str(data))
+    assert code == 1, out  # done, with something to look at
+    assert "published good-0+torch2.8.0.cu128.sm86.b" in out
+    assert "evil" in out and "'..'" in out and "liar" in out and "hashes to" in out and "no built library" in out
+    assert [p.name.split("-")[0] for p in (tmp_path / "index" / "files").glob("*.whl")] == ["good"]
+
+
+def test_publish_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me\n")
+    code, out = run("publish", str(tmp_path / "mine"), "--data-dir", str(tmp_path / "data"))
+    assert code == 2 and "not a build index provision made" in out, out
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_an_index_link_without_a_sha256_is_never_used() -> None:
+    from provision.offline.buildindex import parse_page
+
+    links = parse_page('<a href="/p/x-1.0-py3-none-any.whl">x</a><a href="../../files/y-1.0-py3-none-any.whl#sha256='
+                       + "a" * 64 + '" data-core-metadata="sha256=' + "b" * 64 + '">y</a>'
+                       '<a href="../../files/..%2F..%2Fetc-1.0-py3-none-any.whl#sha256=' + "c" * 64 + '">z</a>',
+                       "http://h/simple/x/")
+    assert [(link.filename, link.sha256 is not None) for link in links] == [("x-1.0-py3-none-any.whl", False),
+                                                                          ("y-1.0-py3-none-any.whl", True)]
+    assert links[1].url == "http://h/files/y-1.0-py3-none-any.whl" and links[1].metadata_sha256 == "b" * 64

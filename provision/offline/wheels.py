@@ -118,7 +118,10 @@ def from_built_wheel(path: Path, key: dict[str, str], digest: str) -> BuiltWheel
     new_stem = f"{dist_name(str(name))}-{new_version}"
     files: dict[str, bytes] = {}
     for p, data in members.items():
-        check_rel_path(p, f"{path.name} member")
+        try:
+            check_rel_path(p, f"{path.name} member")
+        except ValueError as e:
+            raise WheelError(f"{path}: {e}", hint="rebuild it: provision apply --from-step build-NAME") from None
         top, _, rest = p.partition("/")
         if top == old_di:
             if rest in ("RECORD", "RECORD.jws", "RECORD.p7s"):
@@ -162,7 +165,7 @@ def from_inplace_tar(path: Path, key: dict[str, str], digest: str, version: str)
                 check_rel_path(rel, f"{path.name} member")
                 f = t.extractfile(m)
                 files[tree + rel] = f.read() if f else b""
-    except (tarfile.TarError, OSError) as e:
+    except (tarfile.TarError, OSError, ValueError) as e:
         raise WheelError(f"{path}: not a readable in-place build ({e})",
                          hint="rebuild it: provision apply --from-step build-NAME") from None
     if not any(p.endswith((".so", ".pyd")) for p in files):
