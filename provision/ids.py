@@ -34,6 +34,7 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}(?:\.[A-Za-z_][A-Za-z0-9_]{0,99}){0,9}")
 HF_REPO = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}")
 GITHUB_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
+HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?!\.)){0,252}")
 REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 MAX_PATH = 4096
 
@@ -117,6 +118,14 @@ def check_github_repo(v: object) -> str:
     _full(GITHUB_REPO, v, "a GitHub repo", "a GitHub repository (owner/name)")
     if v.split("/")[1] in (".", ".."):  # type: ignore[union-attr]
         raise ValueError(f"{v!r} is not a GitHub repository")
+    return v  # type: ignore[return-value]
+
+
+def check_host_name(v: object) -> str:
+    """A fleet host's name (an inventory name, a file name): letters, digits, `-`, `_`, single dots."""
+    _full(HOST_NAME, v, "a host name", "a host name (letters, digits, - _ and single dots; at most 253)")
+    if v.endswith("."):  # type: ignore[union-attr]
+        raise ValueError(f"{v!r} is not a host name: it ends with a dot")
     return v  # type: ignore[return-value]
 
 

@@ -7,6 +7,9 @@ language (jinja2's `finalize`), so a template cannot forget it:
   character is refused (no quoting makes a newline safe inside a comment);
 - line-oriented files (.pth shims, requirements.txt, .wslconfig, lockfile headers): a value
   must be one line; a .pth line that would start with `import` (which Python executes) is refused;
+- HTML pages (`*.html.j2`: the build index): HTML-escaped, control characters refused;
+- YAML for Ansible (`*.yml.j2`): every value a JSON scalar or list (JSON is YAML), control
+  characters and Jinja delimiters (`{{`, `{%`, `{#`, which Ansible would evaluate) refused;
 - everything else (Markdown, plain text): printed as it is.
 
 Output that is deliberately raw shell (a fragment provision itself wrote) is wrapped in
@@ -67,10 +70,59 @@ def _lines(template: str, pth: bool):  # type: ignore[no-untyped-def]
     return finalize
 
 
+def _html(template: str):  # type: ignore[no-untyped-def]
+    import html
+
+    def finalize(value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, (Raw, Markup)):
+            return value
+        text = str(value)
+        if CONTROL.search(text):
+            _refuse(text, template, "a value in a page must stay on one line")
+        return html.escape(text, quote=True)
+    return finalize
+
+
+_JINJA = ("{{", "{%", "{#")
+
+
+def _yaml(template: str):  # type: ignore[no-untyped-def]
+    import json
+
+    def check(v: Any) -> None:
+        if isinstance(v, str):
+            if CONTROL.search(v):
+                _refuse(v, template, "every value in this file must stay on its own line")
+            if any(d in v for d in _JINJA):
+                _refuse(v, template, "Ansible evaluates {{ }}, {% %} and {# #} in the values it reads")
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                check(x)
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                check(k)
+                check(x)
+        elif not (v is None or isinstance(v, (bool, int, float))):
+            raise TypeError(f"{template}: cannot write a {type(v).__name__} as YAML")
+
+    def finalize(value: Any) -> Any:
+        if isinstance(value, Raw):
+            return value
+        check(value)
+        return json.dumps(value, ensure_ascii=True)
+    return finalize
+
+
 def language(template: str) -> str:
     name = template.rsplit("/", 1)[-1]
     if name.endswith(".sh.j2"):
         return "shell"
+    if name.endswith(".html.j2"):
+        return "html"
+    if name.endswith((".yml.j2", ".yaml.j2")):
+        return "yaml"
     if name == "pth.j2":
         return "pth"
     if name in ("requirements.txt.j2", "wslconfig.j2", "conda-lock-header.j2"):
@@ -82,7 +134,8 @@ def language(template: str) -> str:
 def _env(lang: str, template: str):  # type: ignore[no-untyped-def]
     import jinja2
 
-    finalize = {"shell": _shell(template), "pth": _lines(template, True), "lines": _lines(template, False)}.get(lang)
+    finalize = {"shell": _shell(template), "pth": _lines(template, True), "lines": _lines(template, False),
+                "html": _html(template), "yaml": _yaml(template)}.get(lang)
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,

@@ -25,7 +25,9 @@ class ApplyOptions:
     python: str | None = None  # that host Python (default: one of spec.python found on PATH)
     sources: dict[str, Path] = field(default_factory=dict)  # NAME -> a local checkout to use
     existing: bool = False  # use the environment already at --prefix (no env creation, no pip install)
-    cache: bool = True  # reuse extension builds from DATA/cache/ext
+    cache: bool = True  # reuse extension builds from DATA/cache/ext (and the build index)
+    cache_url: str | None = None  # a build index (PEP 503 simple URL) to take matching builds from
+    fleet_group: str | None = None  # the toolchain digest `fleet plan` grouped this host by: refuse if it moved
     progress: bool = False  # a live status line under a running step (the CLI sets it on a terminal)
     wait: bool = False  # another apply holds the prefix: wait for it instead of stopping
 

@@ -121,13 +121,15 @@ def do_torch_guard(ctx: Ctx, step: Step, log: Path) -> None:
             raise ApplyError(f"torch {have} is installed, the lock says {want}",
                              hint="reinstall from the lock: provision apply --from-step pip-install")
 
-def guard_after(ctx: Ctx, what: str) -> None:
-    """Nothing a build did may move a pinned package."""
+def guard_after(ctx: Ctx, what: str, own: str | None = None) -> None:
+    """Nothing a build did may move a pinned package (but the extension itself, `own`: a build
+    from the index carries a local version label)."""
     if not ctx.constraints.is_file():
         return
     pinned = dict(line.strip().split("==", 1) for line in ctx.constraints.read_text().splitlines() if "==" in line)
     now = freeze(ctx)
-    moved = [f"{n} {v} -> {now.get(n, 'removed')}" for n, v in pinned.items() if now.get(n) != v]
+    mine = own.lower().replace("_", "-") if own else None
+    moved = [f"{n} {v} -> {now.get(n, 'removed')}" for n, v in pinned.items() if now.get(n) != v and n != mine]
     if moved:
         raise ApplyError(f"{what} changed pinned packages: {', '.join(moved)}",
                          hint="the extension's build installs packages itself; apply stopped so nothing built later "

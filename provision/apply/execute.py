@@ -118,6 +118,8 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
     if plan.blockers:
         raise ApplyError(f"the plan for {loaded.name} has {len(plan.blockers)} blocker(s): {plan.blockers[0].what}",
                          hint=plan.blockers[0].fix)
+    if opts.fleet_group:
+        _check_fleet_group(loaded, host, plan, opts.fleet_group)
     ctx = Ctx(loaded, plan, opts, echo, host)
     skip = {"create-env", "pip-install"} if opts.existing else set()
     steps = [s for s in plan.steps
@@ -138,12 +140,26 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
         return _run_steps(ctx, steps, ids)
 
 
+def _check_fleet_group(loaded: LoadedSpec, host, plan: Plan, group: str) -> None:  # type: ignore[no-untyped-def]
+    """A host whose facts moved since `fleet plan` grouped it would build something else than its
+    group shares: stop before anything is done."""
+    from ..plan.binary import toolchain_of_plan
+
+    tc = toolchain_of_plan(loaded.spec, host, plan)
+    if tc.digest() != group:
+        said = ", ".join(f"{k} {v}" for k, v in tc.as_dict().items())
+        raise ApplyError(f"this host now builds with {said} (toolchain {tc.digest()}), not the toolchain {group} "
+                         "`provision fleet` grouped it by", hint="its facts changed since the fleet was planned: "
+                         "save them again (provision doctor --save) and re-run provision fleet ansible")
+
+
 def _run_steps(ctx: Ctx, steps: list[Step], ids: list[str]) -> int:
     opts, echo = ctx.opts, ctx.echo
     paths.owned_dir(ctx.meta)  # from now on the prefix is an env provision made (check_prefix lets it in again)
     state_path = ctx.meta / "state.json"
     state = _load_state(state_path)
     forced = False
+    ran: list[str] = []
     for i, s in enumerate(steps, 1):
         run = executor(s)
         label = f"[{i}/{len(steps)}] {s.id}"
@@ -173,6 +189,9 @@ def _run_steps(ctx: Ctx, steps: list[Step], ids: list[str]) -> int:
         state["steps"][s.id] = {"inputs": step_inputs(ctx, s), "seconds": round(time.monotonic() - t, 1)}
         atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
         echo(f"{label}: done in {time.monotonic() - t:.1f} s")
+        ran.append(s.id)
+    # one line a caller (Ansible's changed_when) can read: did this run change anything?
+    echo(f"apply: {len(ran)} step(s) ran" + ("" if ran else ", nothing to do"))
     return 0
 
 

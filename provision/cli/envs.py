@@ -1,7 +1,8 @@
-"""Commands that change or check an environment: apply, verify."""
+"""Commands that change or check an environment: apply, verify, publish."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -9,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_options
+from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs, plan_options
 
 
 @app.command("verify")
@@ -119,7 +120,9 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
            bundle: Optional[Path] = typer.Option(None, "--bundle", help="Seed weights (and check sources) from this bundle."),
            venv: bool = typer.Option(False, "--venv", help="A plain venv from a host Python instead of a conda prefix."),
            existing: bool = typer.Option(False, "--existing", help="Use the env already at --prefix: build extensions, activation, verify."),
-           no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild extensions even when a cached build matches."),
+           no_cache: bool = typer.Option(False, "--no-cache", help="Rebuild extensions even when a cached build (or one in the --cache-url index) matches."),
+           cache_url: Optional[str] = typer.Option(None, "--cache-url", help="A build index (its simple/ URL, as pip's --index-url): install matching builds from it, hash-checked, instead of compiling."),
+           fleet_group: Optional[str] = typer.Option(None, "--fleet-group", help="The toolchain digest `provision fleet` grouped this host by: refuse to run if this host's facts now give another."),
            python: Optional[str] = typer.Option(None, "--python", help="With --venv: the host Python to use."),
            source: Optional[List[str]] = typer.Option(None, "--source", help="NAME=DIR: build NAME from this local checkout (repeatable)."),
            from_step: Optional[str] = typer.Option(None, "--from-step", help="Run this step and every later one again."),
@@ -138,6 +141,15 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
     plan_ = make_plan(loaded, host, plan_options(loaded, host, variant, prefix, data, lockdir))
     if no_verify:
         plan_.steps[:] = [s for s in plan_.steps if s.id != "verify"]
+    if cache_url is not None:
+        from .. import ids
+
+        try:
+            ids.check_url(cache_url, "--cache-url")
+        except ValueError as e:
+            raise UsageError(f"--cache-url: {e}", hint="the index's simple URL, e.g. http://cache:8080/simple/") from None
+    if fleet_group is not None and not re.fullmatch(r"[0-9a-f]{20}", fleet_group):
+        raise UsageError(f"--fleet-group {fleet_group!r}: expected the 20 hex digits `provision fleet plan` prints")
     sources = {}
     for item in source or []:
         name, sep, d = item.partition("=")
@@ -146,5 +158,46 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
         sources[name] = Path(d).resolve()
     opts = ApplyOptions(lockdir=lockdir or lockfiles_dir(), offline=offline, bundle=bundle, dry_run=dry_run,
                         from_step=from_step, venv=venv, python=python, sources=sources, existing=existing,
-                        cache=not no_cache, progress=sys.stderr.isatty(), wait=wait)
+                        cache=not no_cache, cache_url=cache_url, fleet_group=fleet_group,
+                        progress=sys.stderr.isatty(), wait=wait)
     raise typer.Exit(apply(loaded, host, plan_, opts, echo=echo))
+
+
+@app.command("publish")
+def publish_(dest: str = typer.Argument(..., help="A directory to write the build index into (any static HTTP server, "
+                                                  "or pypiserver, serves it), or an index server's upload URL."),
+             data: Optional[str] = typer.Option(None, "--data-dir", help="Whose cached builds (default: the data dir)."),
+             only: Optional[List[str]] = typer.Option(None, "--only", help="Only this extension (repeatable)."),
+             as_json: bool = JsonOpt) -> None:
+    """Publish the extension builds apply cached as wheels in a PEP 503 build index (PEP 658 metadata beside them)."""
+    from ..offline.publish import is_url, publish
+
+    _, dd = plan_dirs(None, data)
+    if not is_url(dest):
+        from .. import ids
+
+        try:
+            ids.check_abs_path(os_path_abs(dest), "the index directory")
+        except ValueError as e:
+            raise UsageError(f"{dest!r}: {e}", hint="give a directory path on one line") from None
+        dest = os_path_abs(dest)
+    rep = publish(Path(dd), dest, set(only) if only else None)
+    if as_json:
+        echo_json({"added": rep.added, "unchanged": rep.unchanged, "kept": rep.kept, "skipped": rep.skipped})
+    else:
+        for f in rep.added:
+            echo(f"published {f}")
+        for f in rep.kept:
+            echo(f"kept      {f}: the index holds other bytes under this name (the first published stays)")
+        for s in rep.skipped:
+            echo(f"skipped   {s}", err=True)
+        echo(f"publish: {len(rep.added)} new, {len(rep.unchanged)} already there"
+             + (f", {len(rep.skipped)} skipped" if rep.skipped else "")
+             + ("" if is_url(dest) else f"; serve {dest} and pass --cache-url URL/simple/ to apply"))
+    raise typer.Exit(1 if rep.skipped else 0)
+
+
+def os_path_abs(p: str) -> str:
+    import os
+
+    return os.path.abspath(os.path.expanduser(p))
