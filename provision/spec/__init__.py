@@ -11,13 +11,13 @@ Every later stage receives a `LoadedSpec`, never YAML.
 """
 
 from .load import LoadedSpec, load_spec, load_target, resolve_target, target_paths
-from .models import (ApiCheck, App, Check, Conda, CondaPackage, CudaToolkit, EnvVar, Extension, FileCheck, GitSource,
+from .models import (ApiCheck, App, AppImport, Check, Conda, CondaPackage, CudaToolkit, EnvVar, Extension, FileCheck, GitSource,
                      HostConstraints, ImportCheck, Index, KernelCheck, Override, Pip, PipPackage, Resources,
                      SdistSource, TargetSpec, Upstream, UpstreamPathSource, Variant)
 from .weights import Checksum, HFRepo, HubCheckpoint, TorchHubRepo, UrlWeight, Weights
 
 __all__ = [
-    "ApiCheck", "App", "Check", "Checksum", "Conda", "CondaPackage", "CudaToolkit", "EnvVar", "Extension",
+    "ApiCheck", "App", "AppImport", "Check", "Checksum", "Conda", "CondaPackage", "CudaToolkit", "EnvVar", "Extension",
     "FileCheck", "GitSource", "HFRepo", "HostConstraints", "HubCheckpoint", "ImportCheck", "Index", "KernelCheck",
     "LoadedSpec", "Override", "Pip", "PipPackage", "Resources", "SdistSource", "TargetSpec", "TorchHubRepo",
     "Upstream", "UpstreamPathSource", "UrlWeight", "Variant", "Weights", "load_spec", "load_target", "resolve_target",

@@ -94,6 +94,25 @@ def check_code(v: str) -> str:
     return v
 
 
+def check_command(v: str) -> str:
+    """An app command: `python SCRIPT [ARGS]`, run with the env's Python in the upstream tree.
+    {port} and {host} are filled at launch; nothing else is a placeholder."""
+    import shlex
+
+    ids.check_text(v, "a command")
+    try:
+        words = shlex.split(v)
+    except ValueError as e:
+        raise ValueError(f"{v!r} is not a command line ({e})") from None
+    if len(words) < 2 or words[0] != "python":
+        raise ValueError(f"{v!r}: an app command is `python SCRIPT [ARGS]` (the env's Python runs it)")
+    for w in words[1:]:
+        for name in re.findall(r"\{([^{}]*)\}", w):
+            if name not in ("port", "host"):
+                raise ValueError(f"{v!r}: {{{name}}} is not a placeholder here (only {{port}} and {{host}})")
+    return v
+
+
 def _t(fn):  # type: ignore[no-untyped-def]
     return Annotated[StrictStr, AfterValidator(fn)]
 
@@ -118,6 +137,7 @@ Revision = _t(ids.check_revision)
 Glob = _t(check_glob)
 Place = _t(check_place)
 Code = _t(check_code)
+Command = _t(check_command)
 DottedStr = _t(check_dotted)
 PipVersion = _t(pip_version)
 Number = Annotated[float, BeforeValidator(_int_to_float)]

@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 from pydantic import AfterValidator, Discriminator, Field, StrictStr, Tag, field_validator, model_validator
 
 from .. import ids
-from .fields import (Code, Commit, DottedStr, EnvName, ModuleName, Number, PackageName, PipVersion, Prose, RelPath,
+from .fields import (Code, Command, Commit, DottedStr, Identifier, EnvName, ModuleName, Number, PackageName, PipVersion, Prose, RelPath,
                      Sha256, StrictModel, TargetName, Text, Url)
 from .weights import Weights
 
@@ -280,11 +280,33 @@ class Resources(StrictModel):
     vram_gb: Number = Field(gt=0)
 
 
+class AppImport(StrictModel):
+    """`from MODULE import NAME`: the app's own entry point, importable from the env."""
+
+    module: ModuleName
+    name: Identifier
+
+
 class App(StrictModel):
-    launch: Text
+    """The upstream app: how `provision run` starts it and how verify proves it."""
+
+    launch: Command  # the web UI, in the upstream tree: `python app.py`
+    cli: Command | None = None  # the headless entry (`provision run --cli -- ARGS`)
     port: int = Field(default=7860, ge=1, le=65535)
     host: Host = "127.0.0.1"
-    port_env: EnvName | None = None  # e.g. GRADIO_SERVER_PORT
+    port_env: EnvName | None = None  # e.g. GRADIO_SERVER_PORT; else {port} in `launch`
+    ready_path: Text = "/"  # the readiness probe asks http://HOST:PORT + this
+    ready_timeout_s: int = Field(default=900, ge=1, le=86400)  # the app loads its weights first
+    imports: list[AppImport] = Field(default_factory=list)
+    smoke: Code | None = None  # builds the pipeline from the local weights offline (GPU machines)
+    shims: list[Literal["gradio-boolean-schema"]] = Field(default_factory=list)
+
+    @field_validator("ready_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9._~/%-]*", v):
+            raise ValueError(f"{v!r} is not a URL path like /")
+        return v
 
 
 class ImportCheck(StrictModel):
