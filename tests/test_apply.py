@@ -69,7 +69,7 @@ weights:
 env:
   APPTOY_MODE: {{value: fast, choices: [fast, slow]}}
 resources: {{ram_gb: 1, swap_gb: 0, disk_gb: 1, vram_gb: 1}}
-app: {{launch: python -c pass, port: 7860}}
+app: {{launch: python app.py, port: 7860, imports: [{{module: apptoy, name: Pipeline}}]}}
 """
 
 SETUP = """\
@@ -137,6 +137,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     gsrc = t / "gext-src"
     gsrc.mkdir()
     (gsrc / "setup.py").write_text(GSETUP)
+    asrc = t / "app-src"  # the upstream app: not a package, imported from its own tree
+    (asrc / "apptoy").mkdir(parents=True)
+    (asrc / "apptoy" / "__init__.py").write_text("class Pipeline:\n    pass\n")
+    (asrc / "app.py").write_text("import apptoy\nprint('apptoy app')\n")
     host = json.loads(Path(HOST).read_text()) | {"nvcc": []}  # no nvcc here: the lock's toolkit builds
     (t / "host.json").write_text(json.dumps(host))
     wsrc = t / "wext-src"
@@ -162,14 +166,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
                     "--data-dir", str(t / "data"))
     # seeded, and said to be incomplete: the two sources are not in it (apply builds them from --source)
     assert code == 1 and "INCOMPLETE" in out and "cext, gext, wext" in out, out
-    return {"t": t, "spec": spec, "src": src, "wsrc": wsrc, "gsrc": gsrc, "host": str(t / "host.json")}
+    return {"t": t, "spec": spec, "src": src, "wsrc": wsrc, "gsrc": gsrc, "asrc": asrc, "host": str(t / "host.json")}
 
 
 def apply_args(w: dict, *extra: str) -> list[str]:
     t = w["t"]
     return ["apply", str(w["spec"]), "--host", w["host"], "--offline", "--venv", "--python", sys.executable,
             "--prefix", str(t / "env"), "--data-dir", str(t / "data"), "--lockdir", str(t / "lockfiles"),
-            "--source", f"cext={w['src']}", "--source", f"wext={w['wsrc']}", "--source", f"gext={w['gsrc']}", *extra]
+            "--source", f"cext={w['src']}", "--source", f"wext={w['wsrc']}", "--source", f"gext={w['gsrc']}",
+            "--source", f"apptoy-upstream={w['asrc']}", *extra]
 
 
 def test_apply_builds_the_env_offline_and_verify_is_green(world: dict) -> None:
@@ -194,6 +199,42 @@ def test_apply_builds_the_env_offline_and_verify_is_green(world: dict) -> None:
     assert sh == ["fast", "unset"]
     assert "verify" in out and "done" in out.split("verify")[-1]
     assert "weights: done" in out and (t / "data" / "weights" / "model.bin").is_file()  # seeded, and verified
+
+
+def test_apply_installs_the_app_itself_importable_from_anywhere_and_verify_imports_it(world: dict,
+                                                                                   tmp_path: Path) -> None:
+    """The upstream repo is not a package: apply copies it into the env at its pinned commit
+    (here: the --source checkout) and a .pth makes `from apptoy import Pipeline` work from any
+    directory; the copy is the env's own, so a later checkout in the data dir never changes it."""
+    t = world["t"]
+    py = t / "env" / "bin" / "python"
+    app = t / "env" / "share" / "provision" / "app"
+    assert (app / "app.py").is_file() and (app / ".provision-app").read_text().startswith("https://example.invalid/apptoy local:")
+    r = subprocess.run([str(py), "-c", "import apptoy; from apptoy import Pipeline; print(apptoy.__file__)"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == str(app / "apptoy" / "__init__.py"), r.stderr
+    state = json.loads((t / "env" / "share" / "provision" / "state.json").read_text())
+    assert "app" in state["steps"] and state["data_dir"] == str(t / "data")
+    (t / "data" / "src" / "apptoy-upstream" / "apptoy" / "__init__.py").write_text("raise ImportError('moved')\n")
+    r = subprocess.run([str(py), "-c", "from apptoy import Pipeline"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr  # the env's copy, not the shared checkout
+    code, out = run("verify", str(world["spec"]), "--host", world["host"], "--prefix", str(t / "env"),
+                    "--lockdir", str(t / "lockfiles"))  # no --data-dir: the one apply used is remembered
+    assert "ok      from apptoy import Pipeline" in out, out
+    assert "ok      the apptoy app is installed in the env and on it" in out, out
+
+
+def test_verify_with_no_env_says_so_once(world: dict, tmp_path: Path) -> None:
+    code, out = run("verify", str(world["spec"]), "--host", world["host"], "--prefix", str(tmp_path / "nothing"),
+                    "--data-dir", str(world["t"] / "data"), "--lockdir", str(world["t"] / "lockfiles"))
+    assert code == 2, out
+    assert out.count("no env at") == 1 and f"no env at {tmp_path / 'nothing'}: run `provision apply apptoy`" in out
+    assert "checks that run inside the env were skipped" in out and "import cext" not in out, out
+    code, out = run("verify", str(world["spec"]), "--host", world["host"], "--prefix", str(tmp_path / "nothing"),
+                    "--data-dir", str(world["t"] / "data"), "--lockdir", str(world["t"] / "lockfiles"), "--json")
+    rep = json.loads(out)
+    assert code == 2 and rep["error"].startswith("no env at") and rep["exit_code"] == 2
+    assert {c["status"] for c in rep["checks"] if c["id"].startswith("import-")} == {"skipped"}
 
 
 def test_a_second_apply_does_nothing(world: dict) -> None:

@@ -77,7 +77,7 @@ def test_trellis2_on_the_a6000_compiles_its_driver_535_line_in_full(tmp_path: Pa
     lock = (c / "conda-lock.yml").read_text()
     assert "name: cuda-nvcc\n  version: 12.2.140" in lock and "provision-toolkit: '12.2'" in lock
     shims = sorted(p.name for p in (c / "site-packages").iterdir())
-    assert shims == ["provision-flex-gemm.pth", "provision-o-voxel.pth"]
+    assert shims == ["provision-app.pth", "provision-flex-gemm.pth", "provision-o-voxel.pth"]  # the app itself, then the in-place builds
     assert (c / "site-packages" / "provision-flex-gemm.pth").read_text().splitlines()[-1] == \
         "/data/envs/trellis2/share/provision/ext/flex-gemm"
     assert not (c / "wslconfig").exists()  # a Linux host gets no .wslconfig

@@ -80,7 +80,8 @@ def test_the_playbook_builds_once_installs_once_from_the_index_and_a_second_run_
                          "--rehearse", str(rehearsal), "--apply-arg=--offline", "--apply-arg=--venv",
                          f"--apply-arg=--python={sys.executable}", f"--apply-arg=--source=cext={world['src']}",
                          f"--apply-arg=--source=wext={world['wsrc']}",
-                         f"--apply-arg=--source=gext={world['gsrc']}")
+                         f"--apply-arg=--source=gext={world['gsrc']}",
+                         f"--apply-arg=--source=apptoy-upstream={world['asrc']}")
         assert code == 0, said
         rc, text, recap = _play(playbook, out)
         assert rc == 0, text[-6000:]

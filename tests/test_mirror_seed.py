@@ -76,6 +76,9 @@ def stage(server: FakeServer, target: str, d: Path) -> Path:
         if r["repo"] in server.state.repos:  # a repo two targets share: one repo, both file sets
             files = server.state.repos[r["repo"]].files | files
         server.add_repo(r["repo"], hashlib.sha1(r["repo"].encode()).hexdigest(), files, gated=r["gated"])
+    up = spec["upstream"]  # the app itself
+    server.state.archives[f"{up['repo'].removeprefix('https://github.com/')}@{up['commit']}"] = {
+        "app.py": b"print('the app')\n"}
     for h in spec["weights"]["torch_hub"]:
         server.state.archives[f"{h['repo']}@{h['commit']}"] = {"hubconf.py": HUBCONF, "README.md": b"dinov2"}
         for c in h["checkpoints"]:

@@ -16,6 +16,16 @@ from .context import ApplyError, Ctx
 from .diagnose import diagnose
 
 
+def purelib(ctx: Ctx) -> Path:
+    """The env's site-packages, as its own Python says (where .pth shims go)."""
+    r = subprocess.run([ctx.py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                       capture_output=True, text=True)
+    if r.returncode != 0 or not r.stdout.strip():
+        raise ApplyError(f"{ctx.py} cannot say where its site-packages is: {r.stderr.strip()[-300:]}",
+                         hint=f"the env's Python is broken: provision apply {ctx.spec.name} --from-step create-env")
+    return Path(r.stdout.strip())
+
+
 def expand_path(env: dict[str, str]) -> str:
     """A step's PATH ("DIR:...:$PATH") with this process's PATH put in for $PATH."""
     return env.get("PATH", "$PATH").replace("$PATH", os.environ.get("PATH", ""))

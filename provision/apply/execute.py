@@ -28,6 +28,7 @@ from .context import ApplyError, ApplyOptions, Ctx
 from .guard import PrefixLock, check_prefix
 from .envsteps import do_create_env, do_pip_install, do_torch_guard
 from .toolkit import do_toolkit
+from .app import do_app
 from .extensions import do_build
 from .sources import do_sources, source_list, source_marker
 
@@ -68,7 +69,7 @@ def do_verify(ctx: Ctx, step: Step, log: Path) -> None:
     from ..verify.checks import exit_code, target_env, verify
 
     checklist = json.loads((ctx.compiled / "checklist.json").read_text())
-    outcomes, _ = verify(checklist, ctx.py, target_env(ctx.plan.env))
+    outcomes, _ = verify(checklist, ctx.py, target_env(ctx.plan.env, ctx.plan.data_dir))
     with open(log, "w") as f:
         for o in outcomes:
             f.write(f"{o.status:<7} {o.title}: {o.detail}\n" + (f"        fix: {o.fix}\n" if o.status == "fail" else ""))
@@ -79,7 +80,7 @@ def do_verify(ctx: Ctx, step: Step, log: Path) -> None:
 
 EXECUTORS: dict[str, Callable[[Ctx, Step, Path], None]] = {
     "compile": do_compile, "sources": do_sources, "create-env": do_create_env, "pip-install": do_pip_install,
-    "torch-guard": do_torch_guard, "toolkit": do_toolkit, "activation": do_activation, "weights": do_weights,
+    "torch-guard": do_torch_guard, "toolkit": do_toolkit, "app": do_app, "activation": do_activation, "weights": do_weights,
     "verify": do_verify,
 }
 
@@ -102,7 +103,7 @@ def step_inputs(ctx: Ctx, step: Step) -> str:
         p = ctx.compiled / f
         if step.id != "compile" and p.is_file():
             h.update(p.read_bytes())
-    if step.id.startswith("build-") or step.id == "sources":
+    if step.id.startswith("build-") or step.id in ("sources", "app"):
         for name, _, d in source_list(ctx):
             m = source_marker(d if source_marker(d).exists() else d.parent)
             h.update(f"{name}:{m.read_text() if m.is_file() else ''}".encode())
@@ -187,6 +188,7 @@ def _run_steps(ctx: Ctx, steps: list[Step], ids: list[str]) -> int:
         run(ctx, s, log)
         state = _load_state(state_path)
         state["steps"][s.id] = {"inputs": step_inputs(ctx, s), "seconds": round(time.monotonic() - t, 1)}
+        state.update(target=ctx.spec.name, variant=ctx.plan.variant, data_dir=str(ctx.data))  # verify and run read these
         atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
         echo(f"{label}: done in {time.monotonic() - t:.1f} s")
         ran.append(s.id)

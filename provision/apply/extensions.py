@@ -19,7 +19,7 @@ from ..fsutil import write_ours
 from ..host.probe import find_cxx, parse_nvcc_version, run_command
 from ..plan import Step, source_dir
 from ..plan.binary import Toolchain, digest_of, ext_key, norm_cuda, norm_cxx, norm_python, norm_torch
-from .commands import expand_path, run_logged
+from .commands import expand_path, purelib, run_logged
 from .context import Ctx
 from .envsteps import guard_after, pip_argv
 from .sources import source_marker
@@ -124,11 +124,9 @@ def do_build(ctx: Ctx, step: Step, log: Path) -> None:
             meta = {"version": _tree_version(ctx, dest, env)}
             tmp = Path(shutil.make_archive(str(cache / f".{name}-{digest}"), "tar", dest))
             _store(cache, cached, key, [tmp], rename={tmp.name: "inplace.tar"}, meta=meta)
-        purelib = subprocess.run([ctx.py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
         shim = ctx.compiled / "site-packages" / f"provision-{name}.pth"
         text = shim.read_text() if shim.is_file() else f"{dest}\n"
-        write_ours(Path(purelib) / f"provision-{name}.pth", text)
+        write_ours(purelib(ctx) / f"provision-{name}.pth", text)
     guard_after(ctx, f"building {name}", own=name)
 
 def _tree_version(ctx: Ctx, tree: Path, env: dict[str, str]) -> str:
@@ -156,9 +154,7 @@ def build_environment(ctx: Ctx, step: Step) -> dict[str, str]:
         if stubs.is_dir():
             env["LIBRARY_PATH"] = ":".join(filter(None, [str(stubs), os.environ.get("LIBRARY_PATH")]))
         if not (Path(home) / "include" / "cublas_v2.h").exists():
-            r = subprocess.run([ctx.py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True)
-            incs = sorted(str(p) for p in Path(r.stdout.strip() or "/nonexistent").glob("nvidia/*/include"))
+            incs = sorted(str(p) for p in purelib(ctx).glob("nvidia/*/include"))
             if incs:
                 env["CPATH"] = ":".join([*incs, *([os.environ["CPATH"]] if os.environ.get("CPATH") else [])])
     flags = os.environ.get("NVCC_PREPEND_FLAGS", "")

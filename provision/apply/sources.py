@@ -1,6 +1,7 @@
-"""The sources step: each extension's and git package's source at its pinned commit, from a
-local checkout (--source), a seeded bundle, or git; each directory carries a marker naming
-the pin it holds, so an unchanged source is never fetched twice."""
+"""The sources step: the upstream app's tree and each extension's and git package's source at
+its pinned commit, from a local checkout (--source NAME=DIR), a seeded bundle, or git; each
+directory carries a marker naming the pin it holds, so an unchanged source is never fetched
+twice. An extension built from inside the app's tree (`upstream_path:`) is that tree."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 from .. import paths
 from ..archives import extract_zip
 from ..fsutil import file_digest
-from ..plan import Step, source_dir
-from ..spec import GitSource, SdistSource, UpstreamPathSource
+from ..plan import Step, source_dir, upstream_dir, upstream_name
+from ..spec import GitSource, SdistSource, Upstream, UpstreamPathSource
 from .commands import run_logged
 from .context import ApplyError, Ctx
 
@@ -21,7 +22,9 @@ def source_marker(d: Path) -> Path:
     return d / ".provision-source"
 
 def source_list(ctx: Ctx) -> list[tuple[str, object, Path]]:
-    out = []
+    """(name, source, directory), the app first: extensions may live inside it."""
+    out: list[tuple[str, object, Path]] = [(upstream_name(ctx.spec), ctx.spec.upstream,
+                                            Path(upstream_dir(ctx.spec, str(ctx.data))))]
     for e in ctx.spec.extensions_for(ctx.plan.variant):
         out.append((e.name, e.source, Path(source_dir(ctx.spec, e, str(ctx.data)))))
     for p in [*ctx.spec.pip.packages, *ctx.spec.variants[ctx.plan.variant].packages]:
@@ -36,8 +39,15 @@ def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
             raise ApplyError(f"{name}: its source directory {dest} is outside {src_root}",
                              hint="the spec's source path climbs out of the data dir; nothing was changed")
         if isinstance(src, UpstreamPathSource):
-            root, pin = ctx.data / "src" / f"{ctx.spec.name}-upstream", ctx.spec.upstream.commit
-            url, sub = ctx.spec.upstream.repo, False
+            if name in ctx.opts.sources:  # a checkout of just this part of the app's tree
+                _copy_local(ctx, name, dest, src_root)
+            elif not dest.is_dir():
+                raise ApplyError(f"{name}: {src.upstream_path} is not in the {ctx.spec.name} tree at "
+                                 f"{ctx.spec.upstream.commit[:12]} ({dest})",
+                                 hint="the spec's upstream_path names a directory the app's repository lacks")
+            continue
+        if isinstance(src, Upstream):
+            root, pin, url, sub = dest, src.commit, src.repo, src.submodules
         elif isinstance(src, SdistSource):
             _fetch_sdist(ctx, name, src, dest, log)
             continue
@@ -46,11 +56,7 @@ def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
             root = ctx.data / "src" / name
             pin, url, sub = src.commit, src.git, src.submodules
         if name in ctx.opts.sources:  # a checkout the user points at: copied, not touched
-            local = ctx.opts.sources[name]
-            paths.remove_tree(dest, src_root, f"the earlier copy of {name}'s source")
-            shutil.copytree(local, dest, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__"))
-            # pinned by content, read now: the build writes into the tree later
-            source_marker(dest).write_text(f"local:{dir_digest(dest)} {local}\n")
+            _copy_local(ctx, name, dest, src_root)
             continue
         if source_marker(root).is_file() and source_marker(root).read_text().split()[0] == pin:
             continue
@@ -68,6 +74,14 @@ def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
             if sub:
                 run_logged(ctx, ["git", "-C", str(root), "submodule", "update", "--init", "--recursive"], log)
         source_marker(root).write_text(f"{pin}\n")
+
+def _copy_local(ctx: Ctx, name: str, dest: Path, src_root: Path) -> None:
+    local = ctx.opts.sources[name]
+    paths.remove_tree(dest, src_root, f"the earlier copy of {name}'s source")
+    shutil.copytree(local, dest, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__"))
+    # pinned by content, read now: the build writes into the tree later
+    source_marker(dest).write_text(f"local:{dir_digest(dest)} {local}\n")
+
 
 def _fetch_sdist(ctx: Ctx, name: str, src: SdistSource, dest: Path, log: Path) -> None:
     if dest.is_file() and file_digest(dest) == src.sha256:

@@ -38,6 +38,8 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
 
     loaded = load_target(target)
     host = host_for(host_file, loaded.spec.app.port)
+    if data is None and prefix is not None:
+        data = recorded_data_dir(prefix)  # the data dir apply built this env with
     plan_ = make_plan(loaded, host, plan_options(loaded, host, variant, prefix, data, lockdir))
     if preflight:
         from ..verify.doctor import diagnose
@@ -84,8 +86,10 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
         pins = lockfile.pip_pins(lockfile.read(lp)) if lp.is_file() else None
         checklist = compile_checklist(loaded.spec, plan_, pins)
     py = python or f"{plan_.prefix}/bin/python"
-    outcomes, gpu = verify(checklist, py, target_env(plan_.env))
-    code = exit_code(outcomes, strict)
+    missing = None if python or Path(py).exists() else f"no env at {plan_.prefix}: run `provision apply {loaded.name}`"
+    outcomes, gpu = verify(checklist, None if missing else py, target_env(plan_.env, plan_.data_dir),
+                           no_env="skipped: no env to run it in")
+    code = 2 if missing else exit_code(outcomes, strict)
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -96,10 +100,11 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
                                            gpu=gpu, code=code, counts=counts, outcomes=[o.as_dict() for o in outcomes]))
     if as_json:
         echo_json({"target": loaded.name, "variant": plan_.variant, "python": py, "gpu": gpu, "exit_code": code,
-                    "counts": counts, "checks": [o.as_dict() for o in outcomes]})
+                    "counts": counts, "checks": [o.as_dict() for o in outcomes], "error": missing})
     else:
-        width = min(48, max(len(o.title) for o in outcomes))
-        for o in outcomes:
+        shown = [o for o in outcomes if not (missing and o.status == "skipped")]  # said once, below
+        width = min(48, max([len(o.title) for o in shown] or [1]))
+        for o in shown:
             echo(f"{o.status:<7} {o.title[:width]:<{width}}  {o.detail}")
             if o.status in ("fail", "warn"):
                 if o.why:
@@ -107,7 +112,23 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
                 if o.fix:
                     echo(f"{'':<7} {'':<{width}}  fix: {o.fix}")
         echo(", ".join(f"{v} {k}" for k, v in counts.items()) + ("" if gpu else "  (no GPU: GPU checks skipped, not passed)"))
+        if missing:
+            echo(f"error: {missing} (the {len(outcomes) - len(shown)} checks that run inside the env were skipped)")
     raise typer.Exit(code)
+
+
+def recorded_data_dir(prefix: str) -> str | None:
+    """The data dir an env provision made was applied with (state.json), if it says."""
+    from ..readers import load_json
+
+    state = Path(prefix).expanduser() / "share" / "provision" / "state.json"
+    if not state.is_file():
+        return None
+    try:
+        d = load_json(state, "the env's apply state").get("data_dir")
+    except Exception:  # an unreadable state is no reason to refuse verify: the default applies
+        return None
+    return d if isinstance(d, str) and d.startswith("/") and "\n" not in d else None
 
 
 @app.command("apply")

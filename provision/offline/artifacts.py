@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from urllib.parse import unquote, urlsplit
 
+from ..plan import upstream_name
 from ..spec import GitSource, SdistSource, TargetSpec
 
 GITHUB = "https://github.com"
@@ -41,7 +42,9 @@ def url_basename(url: str) -> str:
 
 
 def spec_artifacts(spec: TargetSpec, variant: str) -> list[Artifact]:
-    out: list[Artifact] = []
+    up = spec.upstream  # the app itself: apply installs it, and extensions may be built from inside it
+    out: list[Artifact] = [Artifact("git", upstream_name(spec), up.repo, f"sources/{upstream_name(spec)}",
+                                    revision=up.commit, submodules=up.submodules)]
     for e in spec.extensions_for(variant):
         src = e.source
         if isinstance(src, GitSource):

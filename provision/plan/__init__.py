@@ -21,7 +21,7 @@ from ..versions import Dotted, cc_arch
 from .findings import driver_warnings, host_warnings, lock_findings, resource_blockers
 from .jobs import build_memory_gb, plan_jobs
 from .model import ExtensionPlan, Finding, NvccPlan, Plan, PlanOptions, Step
-from .steps import fill, plan_steps, source_dir
+from .steps import app_dir, fill, plan_steps, source_dir, upstream_dir, upstream_name
 from .toolchain import arch_findings, format_arch_list, plan_nvcc, toolkit_for
 from .variants import choose_variant, driver_max_cuda, variant_problems
 
@@ -61,6 +61,6 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
         prefix=prefix, data_dir=data, env=env, steps=steps, blockers=blockers, warnings=warnings)
 
 
-__all__ = ["ExtensionPlan", "Finding", "NvccPlan", "Plan", "PlanOptions", "Step", "build_memory_gb", "choose_variant",
-           "driver_max_cuda", "fill", "format_arch_list", "make_plan", "source_dir", "toolkit_for",
-           "variant_problems"]
+__all__ = ["ExtensionPlan", "Finding", "NvccPlan", "Plan", "PlanOptions", "Step", "app_dir", "build_memory_gb",
+           "choose_variant", "driver_max_cuda", "fill", "format_arch_list", "make_plan", "source_dir", "toolkit_for",
+           "upstream_dir", "upstream_name", "variant_problems"]

@@ -10,11 +10,27 @@ from ..spec import Extension, LoadedSpec, SdistSource, TargetSpec, UpstreamPathS
 from .model import ExtensionPlan, NvccPlan, Step
 
 
+def upstream_name(spec: TargetSpec) -> str:
+    """The upstream app's source name (`--source NAME=DIR`; in a bundle sources/NAME-COMMIT.zip)."""
+    return f"{spec.name}-upstream"
+
+
+def upstream_dir(spec: TargetSpec, data: str) -> str:
+    """The upstream checkout in the data dir, shared by the envs that build from it."""
+    return f"{data}/src/{upstream_name(spec)}"
+
+
+def app_dir(prefix: str) -> str:
+    """The env's own copy of the app, at the commit it was installed with: a later checkout of
+    another commit in the data dir never changes an env under it."""
+    return f"{prefix}/share/provision/app"
+
+
 def source_dir(spec: TargetSpec, ext: Extension, data: str) -> str:
     """Where an extension's source is checked out (or its sdist saved) under the data dir."""
     src = ext.source
     if isinstance(src, UpstreamPathSource):
-        return f"{data}/src/{spec.name}-upstream/{src.upstream_path}"
+        return f"{upstream_dir(spec, data)}/{src.upstream_path}"
     if isinstance(src, SdistSource):
         return f"{data}/src/{url_file_name(src.sdist)}"
     base = f"{data}/src/{ext.name}"
@@ -51,7 +67,7 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
     steps = [
         Step(id="compile", title="compile the lockfile, hashed requirements, activation and shims for this host",
              command=f"provision compile {spec.name} --variant {variant} --out {q(compiled)}"),
-        Step(id="sources", title="fetch the extension sources at their pinned commits (bundle, else git)",
+        Step(id="sources", title="fetch the app and the extension sources at their pinned commits (bundle, else git)",
              command=f"git clone URL {data}/src/NAME && git -C {data}/src/NAME checkout COMMIT   # per source"),
         Step(id="create-env", title=f"create the environment (Python {spec.python}) from the lockfile",
              command=f"py-rattler: install the conda packages of {compiled}/conda-lock.yml into {q(prefix)}"),
@@ -98,6 +114,11 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
                    f"/provision-{e.name}.pth")
         steps.append(Step(id=f"build-{e.name}", title=f"build {e.name} ({e.build}, {ep.max_jobs} jobs, archs {arch_list or 'none'})",
                           command=cmd, env=build_env))
+    app = app_dir(prefix)
+    steps.append(Step(id="app", title=f"install the {spec.name} app ({spec.upstream.repo} at {spec.upstream.commit[:12]}) "
+                                      "into the env and make it importable",
+                      command=f"cp -a {q(upstream_dir(spec, data))}/. {q(app)}/ && echo {q(app)} > "
+                              f"$({py} -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')/provision-app.pth"))
     steps.append(Step(id="activation", title="install the activate.d / deactivate.d scripts with the spec's variables",
                       command=f"cp -r {compiled}/etc {q(prefix)}/", env=env))
     if spec.weights.huggingface or spec.weights.urls or spec.weights.torch_hub:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..lock.lockfile import PipPin
-from ..plan import Plan, fill
+from ..plan import Plan, app_dir, fill
 from ..spec import ApiCheck, FileCheck, ImportCheck, KernelCheck, TargetSpec
 
 SCHEMA = 1
@@ -75,6 +75,7 @@ def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -
             checks.append(_check(f"api-{i}", "api", c.name, c.fix, code=c.code))
         elif isinstance(c, FileCheck):
             checks.append(_check(f"file-{i}", "file", f"{c.path} exists", "run provision seed", path=c.path))
+    checks += _app_checks(spec, plan)
     for name, var in spec.env.items():
         choices = getattr(var, "choices", None)
         if choices:
@@ -84,6 +85,11 @@ def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -
         checks.append(_check(f"hf-{r.repo}", "hf-offline", f"{r.repo} resolves with HF_HUB_OFFLINE=1",
                              f"provision mirror {spec.name} --to BUNDLE && provision seed BUNDLE",
                              required=not r.optional, repo=r.repo, revision=r.revision, files=list(r.files)))
+        checks.append(_check(f"hf-complete-{r.repo}", "hf-complete",
+                             f"every file of {r.repo} its pipeline names is there, each matching its checksum",
+                             f"provision mirror {spec.name} --to BUNDLE (repairs it) && provision seed BUNDLE --force",
+                             required=not r.optional, repo=r.repo, revision=r.revision, files=list(r.files),
+                             repos={x.repo: x.revision for x in spec.weights.huggingface}))
     for h in spec.weights.torch_hub:
         checks.append(_check(f"torch-hub-{h.repo}", "torch-hub-offline", f"torch.hub finds {h.repo} offline",
                              "provision seed BUNDLE places it; load with source='local' or a cached ref so "
@@ -101,3 +107,22 @@ def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -
                          ram_gb=res.ram_gb, swap_gb=res.swap_gb, vram_gb=res.vram_gb, disk_gb=res.disk_gb))
     return {"schema": SCHEMA, "target": spec.name, "variant": plan.variant, "prefix": plan.prefix,
             "spec_digest": plan.spec_digest, "checks": checks}
+
+
+def _app_checks(spec: TargetSpec, plan: Plan) -> list[dict[str, Any]]:
+    """The app itself: its tree importable from the env, its own entry points, and on a GPU
+    machine with the weights seeded, its pipeline built from the local cache offline."""
+    app = app_dir(plan.prefix)
+    again = f"provision apply {spec.name} --from-step app"
+    out = [_check("shim-app", "pth-shim", f"the {spec.name} app is installed in the env and on its path",
+                  again, file="provision-app.pth", expect=app)]
+    for i in spec.app.imports:
+        out.append(_check(f"app-import-{i.module}", "app-import", f"from {i.module} import {i.name}",
+                          f"{again} (a missing module of the env: provision apply {spec.name} --from-step pip-install)",
+                          module=i.module, name=i.name, cwd=app))
+    if spec.app.smoke:
+        need = [{"repo": r.repo, "revision": r.revision} for r in spec.weights.huggingface if not r.optional]
+        out.append(_check("app-smoke", "app-smoke", f"the {spec.name} pipeline loads from the local weights, offline",
+                          f"provision seed BUNDLE for the weights; then provision verify {spec.name} names what fails",
+                          gpu=True, code=spec.app.smoke, cwd=app, weights=need))
+    return out

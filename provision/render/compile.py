@@ -23,7 +23,7 @@ from ..lock import lockfile
 from ..lock.facts import current
 from ..lock.inputs import lock_inputs
 from ..offline.artifacts import Artifact, lock_artifacts, spec_artifacts
-from ..plan import Plan, PlanOptions, make_plan
+from ..plan import Plan, PlanOptions, app_dir, make_plan
 from ..spec import GitSource, LoadedSpec, SdistSource, TargetSpec
 from ..templating import render
 from .checklist import compile_checklist
@@ -119,7 +119,11 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
         if e.build == "inplace":
             shims.append(e.name)
             files[f"site-packages/provision-{e.name}.pth"] = render(
-                "compile/pth.j2", name=e.name, path=f"{plan.prefix}/share/provision/ext/{e.name}")
+                "compile/pth.j2", what=f"{e.name} (built in place, `build_ext --inplace`)",
+                path=f"{plan.prefix}/share/provision/ext/{e.name}")
+    files["site-packages/provision-app.pth"] = render(
+        "compile/pth.j2", what=f"the {spec.name} app ({spec.upstream.repo} at {spec.upstream.commit[:12]})",
+        path=app_dir(plan.prefix))
     pins = lockfile.pip_pins(lock) if lock is not None else None
     if lock is not None:
         files["conda-lock.yml"] = lock_path.read_text()

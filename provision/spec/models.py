@@ -102,9 +102,12 @@ Source = Annotated[
 
 
 class Upstream(StrictModel):
+    """The app's own repository: apply installs it at this commit, verify imports it."""
+
     repo: Url
     commit: Commit
     read_from: list[RelPath] = Field(min_length=1)  # files the pins were read from
+    submodules: bool = False  # an extension built from inside it needs them (TRELLIS.2's o-voxel: eigen)
 
 
 class CondaPackage(StrictModel):

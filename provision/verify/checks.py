@@ -135,6 +135,10 @@ def host_check(c: dict[str, Any], env: dict[str, str]) -> tuple[str, str]:
                             "asks github.com for the default branch first; a network error falls back to the cache, "
                             "but a proxy answering 403/407 makes the load fail even with everything cached")
         return "ok", f"{src} and {len(c.get('checkpoints', []))} checkpoint(s)"
+    if kind == "hf-complete":
+        from .weights import hf_complete, stamps_for
+
+        return hf_complete(c, env, stamps_for(env))
     if kind == "port":
         host, port = c.get("host", "127.0.0.1"), int(c["port"])
         with socket.socket() as s:
@@ -202,8 +206,13 @@ def _localhost_reachable(env: dict[str, str], host: str) -> tuple[str, str]:
     return "fail", f"a server on {host} could not be reached"
 
 
-def verify(checklist: dict[str, Any], python: str | None, env: dict[str, str]) -> tuple[list[Outcome], bool]:
-    """Run every check; returns outcomes in checklist order and whether a GPU was seen."""
+HOST_KINDS = ("file-checksum", "torch-hub-offline", "hf-complete", "port", "resources")  # run here, not in the env
+
+
+def verify(checklist: dict[str, Any], python: str | None, env: dict[str, str],
+           no_env: str = "not run (no interpreter given)") -> tuple[list[Outcome], bool]:
+    """Run every check; returns outcomes in checklist order and whether a GPU was seen.
+    Without an interpreter the in-env checks are skipped, saying `no_env`."""
     arch_fix = next((c["fix"] for c in checklist["checks"] if c["kind"] == "binary-arch"), None) or \
         "rebuild the extension with the planned TORCH_CUDA_ARCH_LIST (provision plan shows it)"
     in_env: dict[str, Any] = {"results": [], "gpu": False}
@@ -217,7 +226,7 @@ def verify(checklist: dict[str, Any], python: str | None, env: dict[str, str]) -
             r = by_id[c["id"]]
             why, fix = _explain(c, r, arch_fix) if r["status"] == "fail" else (None, None)
             out.append(Outcome(status=r["status"], detail=r["detail"], why=why, **{**base, "fix": fix or base["fix"]}))
-        elif c["kind"] in ("file-checksum", "torch-hub-offline", "port", "resources"):
+        elif c["kind"] in HOST_KINDS:
             try:
                 status, detail = host_check(c, env)
             except Exception as e:  # a host check must not take the others down
@@ -226,7 +235,7 @@ def verify(checklist: dict[str, Any], python: str | None, env: dict[str, str]) -
         elif "error" in in_env:
             out.append(Outcome(status="fail", detail=in_env["error"], **base))
         else:
-            out.append(Outcome(status="skipped", detail="not run (no interpreter given)", **base))
+            out.append(Outcome(status="skipped", detail=no_env, **base))
     return out, bool(in_env.get("gpu"))
 
 
@@ -239,9 +248,11 @@ def exit_code(outcomes: list[Outcome], strict: bool = False) -> int:
     return 0
 
 
-def target_env(plan_env: dict[str, str]) -> dict[str, str]:
-    """What the activated env would see: the plan's variables, unless the user set their own."""
-    return {**plan_env, **os.environ} | {"PYTHONNOUSERSITE": "1"}
+def target_env(plan_env: dict[str, str], data_dir: str | None = None) -> dict[str, str]:
+    """What the activated env would see: the plan's variables, unless the user set their own
+    (and PROVISION_DATA, where the host checks find the data dir)."""
+    base = {"PROVISION_DATA": data_dir} if data_dir else {}
+    return {**plan_env, **os.environ, **base} | {"PYTHONNOUSERSITE": "1"}
 
 
 __all__ = ["Outcome", "exit_code", "target_env", "verify"]

@@ -263,24 +263,72 @@ def c_pth_shim(c):
     return "fail", "no %s in %s" % (c["file"], ", ".join(sorted(set(dirs))))
 
 
-def c_hf_offline(c):
+def _local_snapshot(repo, revision):
+    """The seeded snapshot of a Hugging Face repo at that revision, as the app's own
+    huggingface_hub finds it offline (raises when it is not there)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo, revision=revision, local_files_only=True)
+
+
+def c_hf_offline(c):
     try:
-        from huggingface_hub import snapshot_download
+        import huggingface_hub  # noqa: F401
     except ImportError:
         return "skipped", "huggingface_hub is not installed in this environment"
     try:
-        path = snapshot_download(c["repo"], local_files_only=True)
+        path = _local_snapshot(c["repo"], c.get("revision"))
     except BaseException as e:
         return "fail", "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
     return "ok", path
+
+
+def c_app_import(c):
+    """`from MODULE import NAME`, the app's own entry point, from wherever the env's path finds it."""
+    try:
+        mod = importlib.import_module(c["module"])
+        getattr(mod, c["name"])
+    except BaseException as e:
+        text, cause, lib = _explain_import(e)
+        return "fail", text, {"cause": cause, "library": lib}
+    where = os.path.dirname(getattr(mod, "__file__", "") or "")
+    if c.get("cwd") and not os.path.realpath(where).startswith(os.path.realpath(c["cwd"]) + os.sep):
+        return "warn", "%s.%s comes from %s, not the app installed in the env (%s)" % (
+            c["module"], c["name"], where, c["cwd"])
+    return "ok", "from %s import %s (%s)" % (c["module"], c["name"], where)
+
+
+def c_app_smoke(c):
+    """The app's pipeline built from the local weights with the Hub offline. Without the
+    weights seeded it is skipped (saying which are missing), never passed."""
+    missing = []
+    for w in c.get("weights", []):
+        try:
+            _local_snapshot(w["repo"], w["revision"])
+        except BaseException:
+            missing.append(w["repo"])
+    if missing:
+        return "skipped", "weights not seeded: %s" % ", ".join(missing)
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    here = os.getcwd()
+    try:
+        if c.get("cwd"):
+            os.chdir(c["cwd"])
+        _run_code(c["code"])
+    except BaseException as e:
+        text = "%s: %s" % (type(e).__name__, str(e).strip().splitlines()[0] if str(e).strip() else "")
+        return "fail", text, {"cause": _kernel_cause(str(e))}
+    finally:
+        os.chdir(here)
+    return "ok", "built from the local weights, offline"
 
 
 CHECKS = {
     "python-version": c_python_version, "packages": c_packages, "torch-cuda": c_torch_cuda,
     "cuda-available": c_cuda_available, "arch": c_arch, "import": c_import, "binary-arch": c_binary_arch,
     "kernel": c_kernel, "api": c_api, "env-choice": c_env_choice, "pth-shim": c_pth_shim,
-    "hf-offline": c_hf_offline,
+    "hf-offline": c_hf_offline, "app-import": c_app_import, "app-smoke": c_app_smoke,
 }
 
 
