@@ -10,9 +10,11 @@ and hashes come from the Hub API when the mirror runs).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from ..spec import GitSource, SdistSource, TargetSpec
+if TYPE_CHECKING:
+    from ..spec import TargetSpec
 
 GITHUB = "https://github.com"
 
@@ -41,6 +43,8 @@ def url_basename(url: str) -> str:
 
 
 def spec_artifacts(spec: TargetSpec, variant: str) -> list[Artifact]:
+    from ..spec import GitSource, SdistSource
+
     out: list[Artifact] = []
     for e in spec.extensions_for(variant):
         src = e.source
