@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
+from .base import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
 
 
 @app.command("verify")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
+from .base import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
 
 
 @app.command()
@@ -60,10 +60,17 @@ def plan(target: str = typer.Argument(..., help="Target name or spec file."),
     opts = PlanOptions(variant=variant, ptx=ptx, prefix=pfx, data_dir=dd)
     result = make_plan(loaded, host, opts)
     if as_json:
-        echo_json(result.model_dump(mode="json"))
+        out = echo_json(result.model_dump(mode="json"))
     else:
-        echo(render("plan.txt.j2", plan=result.model_dump(mode="json")), nl=False)
-    raise typer.Exit(2 if result.blockers else 0)
+        out = echo(render("plan.txt.j2", plan=result.model_dump(mode="json")), nl=False)
+    code = 2 if result.blockers else 0
+    if host_file is not None:  # pure from here: the next identical command line may replay it (memo.py)
+        from ..settings import templates_dir
+        from . import memo
+
+        templates = [] if as_json else sorted(p for p in templates_dir().glob("*.j2") if p.is_file())
+        memo.record([*loaded.sources, host_file, *templates], out, code)
+    raise typer.Exit(code)
 
 
 @app.command()

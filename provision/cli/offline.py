@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .app import JsonOpt, VariantOpt, app, echo, echo_json, echo_problem, host_for, human
+from .base import JsonOpt, VariantOpt, app, echo, echo_json, echo_problem, host_for, human
 
 
 @app.command()
