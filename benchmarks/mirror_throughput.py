@@ -9,12 +9,13 @@ For each set, in one run, interleaved (--runs times; medians), each into an empt
   curl+openssl      the same, then `openssl dgst -sha256` over them: the fastest two-pass pipeline
   provision         provision.offline.mirror.run in a fresh Python, 4 workers: sha256 as the bytes
                     arrive, .part + rename, the manifest; the whole process, start-up included
-  provision-tls-loop  the same with Policy(splice=False): the loop HTTPS downloads take (readinto a
-                    reused buffer, os.write, hashing in a second thread); plain HTTP here
+  provision-tls-loop  the same with Policy(splice=False): the loop HTTPS downloads take (http.client's
+                    read1, os.write, hashing in a second thread); plain HTTP here
 Then the resume cost on the mix: provision is killed (SIGKILL) half way and run again; we report
 the bytes sent again beyond what was missing on disk at the kill.
 
     python benchmarks/mirror_throughput.py [--runs 5] [--big-mb 1024] [--small 300] [--small-kb 256]
+                                           [--only big|small|mix] [--compare-with OLD_CHECKOUT]
 """
 
 from __future__ import annotations
@@ -116,11 +117,11 @@ def stats(url: str) -> int:
         return json.loads(r.read())["sent"]
 
 
-def timed(argv: list[str]) -> tuple[float, float]:
+def timed(argv: list[str], cwd: Path = ROOT) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child: user + sys)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, cwd=cwd, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -144,7 +145,8 @@ from provision.offline.download import Policy, session
 url, bundle, files, splice = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4] == "1"
 b = Bundle.open(bundle, create=True)
 entries = [Entry("url", n, f"{url}/{n}", f"files/{n}", sha256=h, size=s) for n, s, h in files]
-r = m.run(b, entries, session(), None, m.Endpoints(), workers=4, policy=Policy(splice=splice))
+policy = Policy(splice=splice) if "splice" in Policy.__dataclass_fields__ else Policy()  # older checkouts: no splice
+r = m.run(b, entries, session(), None, m.Endpoints(), workers=4, policy=policy)
 assert not r.failed, r.failed
 """
 
@@ -153,7 +155,8 @@ def provision_argv(url: str, files: list, out: Path, splice: bool = True) -> lis
     return [sys.executable, "-c", PROVISION, url, str(out), json.dumps(files), "1" if splice else "0"]
 
 
-WAYS = ("curl", "curl+openssl", "provision", "provision-tls-loop")
+WAYS = ["curl", "curl+openssl", "provision", "provision-tls-loop"]
+BEFORE: Path | None = None  # --compare-with: an older checkout, measured in the same run
 
 
 def measure(url: str, files: list, tmp: Path, runs: int) -> dict[str, list[tuple[float, float]]]:
@@ -169,6 +172,9 @@ def measure(url: str, files: list, tmp: Path, runs: int) -> dict[str, list[tuple
         for way, splice in (("provision", True), ("provision-tls-loop", False)):
             res[way].append(timed(provision_argv(url, files, tmp / f"prov{i}", splice)))
             shutil.rmtree(tmp / f"prov{i}")
+        if BEFORE is not None:
+            res["provision before"].append(timed(provision_argv(url, files, tmp / f"old{i}"), BEFORE))
+            shutil.rmtree(tmp / f"old{i}")
     return res
 
 
@@ -181,7 +187,7 @@ def report(title: str, files: list, res: dict[str, list[tuple[float, float]]], g
     for k in WAYS:
         walls = " ".join(f"{w:.2f}" for w, _ in res[k])
         print(f"  {k:<19} {med[k]:6.2f} s  {total / med[k] / 1e9:5.2f} GB/s  cpu {cpu[k]:5.2f} s   [{walls}]")
-    for k in ("provision", "provision-tls-loop"):
+    for k in [w for w in WAYS if w.startswith("provision")]:
         g1, g2 = ("   (goal <= 1.15)", "   (goal <= 1.0)") if goals and k == "provision" else ("", "")
         print(f"  {k} / curl = {med[k] / med['curl']:.2f}{g1}   {k} / (curl + openssl) = "
               f"{med[k] / med['curl+openssl']:.2f}{g2}")
@@ -218,7 +224,13 @@ def main() -> None:
     ap.add_argument("--mix-mb", type=int, default=256)
     ap.add_argument("--mix-small", type=int, default=200)
     ap.add_argument("--only", choices=["big", "small", "mix"], action="append")
+    ap.add_argument("--compare-with", type=Path, help="an older checkout (git archive REV | tar -x -C DIR): its "
+                    "provision is measured too, as 'provision before'")
     a = ap.parse_args()
+    global BEFORE
+    if a.compare_with is not None:
+        BEFORE = a.compare_with.resolve()
+        WAYS.append("provision before")
     tmp = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
     srv = None
     try:

@@ -14,7 +14,10 @@ before timing, as on an installed provision.
 
 The last lines say which heavy libraries each path imports.
 
-    python benchmarks/startup.py [--runs 15]
+With --compare-with DIR (an older checkout: `git archive REV | tar -x -C DIR`), its `--help` and
+`plan --host` are measured in the same run, as "before".
+
+    python benchmarks/startup.py [--runs 15] [--compare-with OLD_CHECKOUT]
 """
 
 from __future__ import annotations
@@ -62,21 +65,28 @@ def imports(argv: list[str], env: dict[str, str]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--compare-with", type=Path)
     args = ap.parse_args()
+    cwd = {name: ROOT for name in COMMANDS}
+    if args.compare_with is not None:
+        for name, argv in (("before: provision --help", [sys.executable, "-m", "provision", "--help"]),
+                           ("before: plan triposr --host", PLAN)):
+            COMMANDS[name] = (argv, None)
+            cwd[name] = args.compare_with.resolve()
     tmp = Path(tempfile.mkdtemp(prefix="startup-bench-"))
     base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    base_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    base_env.pop("PYTHONPATH", None)  # `python -m provision` runs the checkout it is started in (cwd)
     envs = {name: base_env | {"PROVISION_CACHE": str(tmp / str(i))} for i, name in enumerate(COMMANDS)}
     try:
         for name, (argv, _) in COMMANDS.items():  # bytecode written, caches filled
-            subprocess.run(argv, cwd=ROOT, env=envs[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(argv, cwd=cwd[name], env=envs[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         times: dict[str, list[float]] = {k: [] for k in COMMANDS}
         for _ in range(args.runs):  # interleaved, so drift hits every command alike
             for name, (argv, forget) in COMMANDS.items():
                 if forget is not None:
                     shutil.rmtree(Path(envs[name]["PROVISION_CACHE"]) / forget, ignore_errors=True)
                 t = time.perf_counter()
-                subprocess.run(argv, cwd=ROOT, env=envs[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.run(argv, cwd=cwd[name], env=envs[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 times[name].append(time.perf_counter() - t)
         floor = statistics.median(times[FLOOR])
         print(f"{'command':<36} {'median s':>9} {'x floor':>8}")

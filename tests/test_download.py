@@ -31,7 +31,7 @@ LARGE_SHA = hashlib.sha256(LARGE).hexdigest()
 FAST = Policy(attempts=4, backoff=0.01, read_timeout=1.0, connect_timeout=2.0, stall_timeout=1.0)
 # the three ways a body comes in (stream.py): (file, policy)
 WAYS = {"inline": ("big.bin", FAST), "splice": ("large.bin", FAST),
-        "readinto+thread": ("large.bin", dataclasses.replace(FAST, splice=False))}
+        "read1+thread": ("large.bin", dataclasses.replace(FAST, splice=False))}
 
 
 @pytest.fixture
@@ -73,13 +73,13 @@ def test_each_fault_ends_in_a_verified_file(server: FakeServer, tmp_path: Path, 
 def test_each_way_in_is_the_one_taken(server: FakeServer, tmp_path: Path, way: str,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     taken = []
-    for fn in ("_splice", "_readinto", "_read1"):
+    for fn in ("_splice", "_http_read1", "_read1"):
         real = getattr(stream, fn)
         monkeypatch.setattr(stream, fn, lambda *a, _f=fn, _r=real, **k: (taken.append(_f), _r(*a, **k))[1])
     name, policy = WAYS[way]
     j = job(server, tmp_path, name)
     assert fetch(j, session(), policy).sha256 == j.sha256
-    assert taken == [{"inline": "_readinto", "splice": "_splice", "readinto+thread": "_readinto"}[way]]
+    assert taken == [{"inline": "_http_read1", "splice": "_splice", "read1+thread": "_http_read1"}[way]]
 
 
 @pytest.mark.parametrize("way", sorted(WAYS))
@@ -140,6 +140,47 @@ def test_wrong_bytes_every_time_fail_naming_the_file_and_keep_nothing(server: Fa
         fetch(job(server, tmp_path, label="weights/big.bin"), session(), FAST)
     assert "weights/big.bin" in e.value.message and "checksum mismatch" in e.value.message
     assert not (tmp_path / "big.bin").exists() and not (tmp_path / "big.bin.part").exists()
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificate for the HTTPS server")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("name", ["big.bin", "large.bin"])
+@pytest.mark.parametrize("fault", [None, "hang", "drop"])
+def test_https_bodies_come_in_by_read1_and_a_stall_there_is_resumed_too(
+        tls_cert: tuple[str, str], tmp_path: Path, name: str, fault: str | None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS: the bytes are decrypted in Python, so no splice; the same stall limit and resume."""
+    taken = []
+    real = stream._http_read1
+    monkeypatch.setattr(stream, "_http_read1", lambda *a, **k: (taken.append(1), real(*a, **k))[1])
+    with FakeServer(tls=tls_cert) as s:
+        s.state.files[name] = {"big.bin": DATA, "large.bin": LARGE}[name]
+        if fault:
+            s.fault(name, fault)
+        sess = session()
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_cert[0])  # requests prefers it to Session.verify
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        said: list[str] = []
+        j = job(s, tmp_path, name)
+        t = time.monotonic()
+        r = fetch(j, sess, FAST, Progress(on_status=said.append))
+        assert time.monotonic() - t < 15
+    assert r.sha256 == j.sha256 and j.dest.read_bytes() == s.state.files[name]
+    assert taken and said == (["stalled, reconnecting", ""] if fault == "hang" else [])
+    assert s.state.bytes_sent <= len(s.state.files[name]) + (1 << 20)
 
 
 def test_401_is_an_auth_error_with_a_hint(server: FakeServer, tmp_path: Path) -> None:

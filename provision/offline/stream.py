@@ -5,10 +5,10 @@ most one read), reports it, and raises `Stalled` when no byte came for `stall` s
 
   splice    plain HTTP on Linux, a body of known length: the kernel moves the bytes socket ->
             pipe -> file, never through Python; a second thread hashes them from the page cache
-            (mmap) right behind the writer, at most LAG bytes behind.
-  readinto  TLS, chunked bodies: http.client reads into one reused buffer, os.write writes it; a
-            large body is hashed by the same second thread, a small one inline.
-  read1     anything else (a response object that is not http.client's): urllib3's read1.
+            right behind the writer, at most LAG bytes behind.
+  read1     TLS, chunked bodies: http.client's read1 (what has arrived), os.write; a large body
+            is hashed by the same second thread, a small one inline.
+  urllib3   anything else (a response object that is not http.client's): urllib3's read1.
 
 Both threads release the GIL for their large operations (splice, write, hashlib on buffers of
 MiBs), so on two cores receiving and hashing overlap: one pass, as before, but not in series.
@@ -17,7 +17,6 @@ MiBs), so on two cores receiving and hashing overlap: one pass, as before, but n
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
 import select
 import socket
@@ -27,7 +26,8 @@ from collections.abc import Callable
 READ = 1 << 20  # bytes per read or splice: small enough that a kill loses little
 BIG = 8 << 20  # bodies from this size on are hashed in the second thread
 LAG = 64 << 20  # how far the hashing thread may fall behind the writer (page cache it keeps hot)
-WINDOW = 32 << 20  # bytes mapped at a time by the hashing thread
+CHUNK = 4 << 20  # bytes the hashing thread reads back at a time (pread: measured as fast as mmap
+#                 behind splice, and faster behind os.write, where unmapping interrupts the writer)
 BATCH = 4 << 20  # the hashing thread wakes for this many new bytes (or the end)
 
 
@@ -67,23 +67,13 @@ class Digests:
         return {k: h.hexdigest() for k, h in self.h.items()}
 
     def catch_up(self, fd: int, upto: int) -> None:
-        """Hash the file's bytes from `size` to `upto` (what an earlier attempt or run wrote)."""
+        """Hash the file's bytes from `size` to `upto`, read back from the page cache (they were
+        just written, or an earlier attempt or run wrote them)."""
         while self.size < upto:
-            start = self.size - self.size % mmap.ALLOCATIONGRANULARITY
-            length = min(upto, start + WINDOW) - start
-            try:
-                mm = mmap.mmap(fd, length, prot=mmap.PROT_READ, offset=start, **_POPULATE)
-            except (OSError, ValueError):  # a filesystem without mmap: read it
-                self.update(os.pread(fd, min(upto - self.size, READ), self.size))
-                continue
-            try:
-                with memoryview(mm) as view:
-                    self.update(view[self.size - start:])
-            finally:
-                mm.close()
-
-
-_POPULATE = {"flags": mmap.MAP_SHARED | mmap.MAP_POPULATE} if hasattr(mmap, "MAP_POPULATE") else {}
+            data = os.pread(fd, min(upto - self.size, CHUNK), self.size)
+            if not data:
+                raise OSError(f"the file ends at {self.size} bytes, {upto} were written")
+            self.update(data)
 
 
 class Follower:
@@ -167,7 +157,7 @@ def receive(raw: object, fd: int, start: int, digests: Digests, length: int | No
                 and not hr.chunked and follower is not None):
             got = _splice(hr, sock, fd, start, length, stall, on_bytes, follower)
         elif hr is not None:
-            got = _readinto(hr, fd, start, stall, on_bytes, follower, digests, sock is not None)
+            got = _http_read1(hr, fd, start, stall, on_bytes, follower, digests, sock is not None)
         else:
             got = _read1(raw, fd, start, stall, on_bytes, follower, digests)
     finally:
@@ -191,27 +181,28 @@ def _write(fd: int, view: memoryview) -> None:
         raise WriteFailed(e) from None
 
 
-def _readinto(hr, fd: int, start: int, stall: float, on_bytes: Callable[[int], None],  # type: ignore[no-untyped-def]
-              follower: Follower | None, digests: Digests, timed: bool) -> int:
-    buf = memoryview(bytearray(READ))
+def _http_read1(hr, fd: int, start: int, stall: float, on_bytes: Callable[[int], None],  # type: ignore[no-untyped-def]
+                follower: Follower | None, digests: Digests, timed: bool) -> int:
+    """http.client's read1: whatever has arrived (never waiting to fill a buffer, so a kill or a
+    stall loses at most what is in flight), through its length and chunked bookkeeping, so
+    the connection can serve the next file."""
     got = 0
     while True:
         try:
-            n = hr.readinto(buf)
+            data = hr.read1(READ)
         except TimeoutError:  # socket.timeout: the socket's timeout is the stall limit now
             if timed:
                 raise Stalled(stall) from None
             raise
-        if not n:
+        if not data:
             return got
-        view = buf[:n]
-        _write(fd, view)
-        got += n
+        _write(fd, memoryview(data))
+        got += len(data)
         if follower is not None:
             follower.mark(start + got)
         else:
-            digests.update(view)
-        on_bytes(n)
+            digests.update(data)
+        on_bytes(len(data))
 
 
 def _read1(raw, fd: int, start: int, stall: float, on_bytes: Callable[[int], None],  # type: ignore[no-untyped-def]
