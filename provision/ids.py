@@ -208,3 +208,12 @@ def url_file_name(url: str) -> str:
     `.../%2E%2E%2Fx` does not become a way out of the destination."""
     name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     return check_file_name(name, f"the file name of {url}")
+
+
+def check_place(v: str) -> str:
+    """Where a downloaded file goes: `{NAME}/rel/path` or `{data}/rel/path`, never absolute."""
+    m = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)\}/(.+)", v, flags=re.S)
+    if not m:
+        raise ValueError(f"{v!r} must start with a placeholder directory, e.g. {{data}}/name or {{U2NET_HOME}}/name")
+    check_rel_path(m.group(2), "the path after the placeholder")
+    return v

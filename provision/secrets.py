@@ -31,11 +31,12 @@ def _env_secrets() -> list[str]:
     return sorted(set(vals), key=len, reverse=True)
 
 
-def redact(text: str) -> str:
-    """`text` with every secret we can recognise replaced by ***."""
+def redact(text: str, env_secrets: list[str] | None = None) -> str:
+    """`text` with every secret we can recognise replaced by ***. (`env_secrets`: the secret
+    variables' values, when the caller read them once for many strings.)"""
     if not text:
         return text
-    for v in _env_secrets():
+    for v in _env_secrets() if env_secrets is None else env_secrets:
         text = text.replace(v, MASK)
     text = _SCHEMED.sub(lambda m: f"{m.group('pre')}{MASK}@", text)
     text = _BARE.sub(lambda m: f"{m.group('pre')}{MASK}@", text)
@@ -44,12 +45,14 @@ def redact(text: str) -> str:
     return text
 
 
-def redact_obj(data: object) -> object:
+def redact_obj(data: object, env_secrets: list[str] | None = None) -> object:
     """`redact` through a JSON-like structure (dict keys stay, values are masked)."""
+    if env_secrets is None:
+        env_secrets = _env_secrets()  # once for the whole structure, not once per string
     if isinstance(data, str):
-        return redact(data)
+        return redact(data, env_secrets)
     if isinstance(data, dict):
-        return {k: redact_obj(v) for k, v in data.items()}
+        return {k: redact_obj(v, env_secrets) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [redact_obj(v) for v in data]
+        return [redact_obj(v, env_secrets) for v in data]
     return data

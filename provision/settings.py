@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -65,3 +66,25 @@ def cache_dir() -> Path:
 def lockfiles_dir() -> Path:
     """The committed lockfiles: lockfiles/<target>/<variant>/conda-lock.yml."""
     return Path(os.environ.get("PROVISION_LOCKFILES", ROOT / "lockfiles"))
+
+
+def version() -> str:
+    import provision
+
+    return provision.__version__
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """provision's version and its own code as it is on disk: where it is, and each module's
+    path, size and mtime (what Python's bytecode cache checks). Part of every cache key, so an
+    edit, an upgrade or another checkout never reads what a different provision remembered."""
+    import hashlib
+
+    h = hashlib.sha256(f"{version()}\0{PACKAGE_DIR}\0".encode())
+    for d, subdirs, files in sorted(os.walk(PACKAGE_DIR)):
+        subdirs[:] = sorted(x for x in subdirs if x != "__pycache__")
+        for name in sorted(f for f in files if f.endswith(".py")):
+            st = os.stat(os.path.join(d, name))
+            h.update(f"{os.path.relpath(os.path.join(d, name), PACKAGE_DIR)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()

@@ -16,7 +16,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     for var in ("HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "HF_HOME", "TORCH_HOME"):
         monkeypatch.setenv(var, str(home / var.lower()))
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                "NO_PROXY", "no_proxy", "HF_TOKEN", "PROVISION_ENVS"):
+                "NO_PROXY", "no_proxy", "HF_TOKEN", "PROVISION_ENVS", "PROVISION_CACHE"):
         monkeypatch.delenv(var, raising=False)
 
 

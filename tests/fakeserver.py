@@ -8,8 +8,10 @@ Routes (the parts provision uses):
   GET /files/<path>                                        -> plain files
 Faults: server.fault(path_suffix, kind, times=1) with kind in drop (half the body, then the
 connection closes), 500, 429 (Retry-After: 0), 401, truncate (a shorter body, honest length),
-wrong (same length, wrong bytes), stall (sleeps past the client's read timeout), norange
-(answers 200 with the whole file to a Range request), slow (64 KB every 20 ms).
+wrong (same length, wrong bytes), stall (sleeps past the client's read timeout before it
+answers), hang (half the body, then nothing for `hang_seconds` on an open connection: a stall
+mid-transfer, longer than any stall timeout), norange (answers 200 with the whole file to a
+Range request), slow (64 KB every 20 ms).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class State:
     bytes_sent: int = 0
     token: str | None = None  # gated repos need this bearer token
     stall_seconds: float = 3.0
+    hang_seconds: float = 120.0
+    stop: threading.Event = field(default_factory=threading.Event)  # set when the server shuts down
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -156,16 +160,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if fault == "drop":
+        if fault in ("drop", "hang"):
             half = body[: len(body) // 2]
             self.wfile.write(half)
             self.wfile.flush()
             with self.state.lock:
                 self.state.bytes_sent += len(half)
+            if fault == "hang":  # the connection stays open and silent; the client must notice
+                self.state.stop.wait(self.state.hang_seconds)
             self.close_connection = True
             import socket
 
-            self.connection.shutdown(socket.SHUT_RDWR)
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # the client hung up first
+                pass
             return
         view = memoryview(body)
         step = 1 << 16 if fault == "slow" else 1 << 20
@@ -178,12 +187,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 class FakeServer:
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
+        """`tls`: (certificate, key) files: serve HTTPS with them."""
         self.state = State()
         handler = type("H", (Handler,), {"state": self.state})
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> "FakeServer":
@@ -191,6 +209,7 @@ class FakeServer:
         return self
 
     def __exit__(self, *a: object) -> None:
+        self.state.stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -333,6 +333,52 @@ def test_each_file_gets_its_own_progress_and_the_total_adds_up(server: FakeServe
     assert sum(map(sum, bars.values())) == sum(total) == r.bytes_fetched
 
 
+def test_a_stalled_download_is_said_on_its_bar_and_on_stderr_and_resumed(server: FakeServer, tmp_path: Path) -> None:
+    """One weight's server goes silent half way (the connection stays open): the file's bar says
+    so, the download resumes with Range, and the bundle completes, all well within 15 s."""
+    from provision.offline import mirror as m
+    from provision.offline.bundle import Bundle
+    from provision.offline.download import Policy, session
+
+    spec_path = stage(server, "triposr", tmp_path / "envs")
+    from provision.spec import load_spec
+
+    spec = load_spec(spec_path).spec
+    ep = m.Endpoints(hf=server.url, github=f"{server.url}/gh",
+                     url_map={"https://github.com/danielgatis": f"{server.url}/files/gh-releases/danielgatis"})
+    entries, _ = m.plan_entries(spec, spec.default_variant(), None, ep, session(), None)
+    victim = max(entries, key=lambda e: e.size or 0)
+    server.fault(victim.url.rsplit("/", 1)[-1], "hang")
+    postfix: dict[str, list[str]] = {}
+
+    class Bar:
+        def __init__(self, name: str, size: int | None) -> None:
+            self.name = name
+
+        def __enter__(self) -> "Bar":
+            return self
+
+        def __exit__(self, *a: object) -> None:
+            pass
+
+        def update(self, n: int) -> None:
+            pass
+
+        def set_postfix_str(self, text: str) -> None:
+            postfix.setdefault(self.name, []).append(text)
+
+    t = time.monotonic()
+    r = m.run(Bundle.open(tmp_path / "b", create=True), entries, session(), None, ep, file_bar=Bar,
+              policy=Policy(stall_timeout=1.0, backoff=0.01))
+    assert time.monotonic() - t < 15
+    assert not r.failed and postfix == {victim.name: ["stalled, reconnecting", ""]}
+    # the command line, without a terminal: one line on stderr
+    server.fault(victim.url.rsplit("/", 1)[-1], "hang")
+    code, out = run(*mirror_args(server, spec_path, tmp_path / "b2", "--stall-timeout", "1"))
+    assert code == 0, out
+    assert f"{victim.name}: stalled, reconnecting" in out
+
+
 def test_a_truncated_blob_and_a_missing_weight_are_named_then_repaired_by_mirror(server: FakeServer,
                                                                                 tmp_path: Path) -> None:
     """Given a bundle whose checkpoint was truncated on the USB stick and whose u2net weight was

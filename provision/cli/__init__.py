@@ -2,21 +2,36 @@
 
 Each command parses its arguments, calls the pipeline stages and prints. The one place
 that turns a ProvisionError into a message, a hint and an exit code is `main()`.
+
+typer (and every command module) is imported only when a command runs: `main()` first asks
+memo.py whether this exact `provision plan --host F` ran before with the same inputs, and
+replays it without them.
 """
 
 from __future__ import annotations
 
 import sys
 
-import typer
-
 from ..errors import ProvisionError
 from ..ids import CONTROL
 from ..secrets import redact
-from .app import app
 
-# Each module registers its commands on `app`; this order is the order `--help` lists them.
-from . import specs, hosts, locks, offline, envs, fleet  # noqa: E402, F401  # isort: skip
+
+def _load():  # type: ignore[no-untyped-def]
+    from .base import app
+
+    # Each module registers its commands on `app`; this order is the order `--help` lists them.
+    from . import specs, hosts, locks, offline, envs, fleet  # noqa: F401  # isort: skip
+
+    globals()["app"] = app
+    return app
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    """`from provision.cli import app`: the typer app, every command registered on it."""
+    if name == "app":
+        return _load()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _kind(e: BaseException, name: str) -> bool:
@@ -26,6 +41,8 @@ def _kind(e: BaseException, name: str) -> bool:
 
 
 def _say(text: str) -> None:
+    import typer
+
     typer.echo(redact(text), err=True)
 
 
@@ -40,8 +57,16 @@ def main() -> None:
             _say(f"error: argument {i} ({redact(arg)[:60]!r}) holds a control character (a newline, a tab, an escape)")
             _say("hint: paths, names and values given to provision are single lines")
             sys.exit(2)
+    from . import memo
+
+    replayed = memo.replay(sys.argv[1:])
+    if replayed is not None:
+        output, code = replayed
+        sys.stdout.write(redact(output))
+        sys.stdout.flush()
+        sys.exit(code)
     try:
-        rc = app(standalone_mode=False)  # click returns the code of typer.Exit here
+        rc = _load()(standalone_mode=False)  # click returns the code of typer.Exit here
     except ProvisionError as e:
         for line in e.lines():
             _say(line)
@@ -64,8 +89,9 @@ def main() -> None:
             _say("hint: free space, fix the permissions, or give another path; nothing else was changed")
             sys.exit(2)
         raise
+    finally:
+        memo.forget()  # a run that did not record itself leaves nothing for the next one to misuse
     sys.exit(rc if isinstance(rc, int) else 0)
-
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs, plan_options
+from .base import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs, plan_options
 
 
 @app.command("verify")

@@ -11,7 +11,7 @@ import typer
 
 from .. import ids
 from ..errors import UsageError
-from .app import JsonOpt, VariantOpt, app, echo, echo_json
+from .base import JsonOpt, VariantOpt, app, echo, echo_json
 
 fleet_app = typer.Typer(no_args_is_help=True, help="Plan builds over many machines; generate the Ansible that runs them.")
 app.add_typer(fleet_app, name="fleet")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import HostOpt, JsonOpt, LockdirOpt, VariantOpt, app, echo, echo_json, host_for, plan_options
+from .base import HostOpt, JsonOpt, LockdirOpt, VariantOpt, app, echo, echo_json, host_for, plan_options
 
 
 @app.command()
@@ -69,10 +69,21 @@ def plan(target: str = typer.Argument(..., help="Target name or spec file."),
                    "blockers": [{"what": e.message, "fix": e.hint or ""}]})
         raise typer.Exit(2) from None
     if as_json:
-        echo_json(result.model_dump(mode="json"))
+        out = echo_json(result.model_dump(mode="json"))
     else:
-        echo(render("plan.txt.j2", plan=result.model_dump(mode="json")), nl=False)
-    raise typer.Exit(2 if result.blockers else 0)
+        out = echo(render("plan.txt.j2", plan=result.model_dump(mode="json")), nl=False)
+    code = 2 if result.blockers else 0
+    if host_file is not None:  # pure from here: the next identical command line may replay it (memo.py)
+        from ..settings import templates_dir
+        from . import memo
+
+        from ..lock.lockfile import lockfile_path
+        from ..settings import lockfiles_dir
+
+        templates = [] if as_json else sorted(p for p in templates_dir().glob("*.j2") if p.is_file())
+        locks = [lockfile_path(lockdir or lockfiles_dir(), loaded.name, v) for v in loaded.spec.variants]
+        memo.record([*loaded.sources, host_file, *templates, *locks], out, code)
+    raise typer.Exit(code)
 
 
 @app.command()

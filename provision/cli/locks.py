@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import ProvisionError, UsageError
-from .app import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
+from .base import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs
 
 
 @app.command()

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .app import JsonOpt, VariantOpt, app, echo, echo_json, echo_problem, host_for, human, plan_options
+from .base import JsonOpt, VariantOpt, app, echo, echo_json, echo_problem, host_for, human, plan_options
 
 
 @app.command()
@@ -24,6 +24,7 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
            no_packages: bool = typer.Option(False, "--no-packages", help="Leave out the lockfile's wheels and conda packages."),
            builds_from: Optional[Path] = typer.Option(None, "--builds-from", help="Also carry the extension builds `provision apply` cached in this data dir."),
            workers: int = typer.Option(4, "--workers", min=1, max=32, help="Files downloaded at once."),
+           stall_timeout: float = typer.Option(10.0, "--stall-timeout", min=1.0, max=600.0, help="Seconds without a byte before a download is dropped and resumed."),
            dry_run: bool = typer.Option(False, "--dry-run", help="List every artifact, its size and the total; download nothing."),
            quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
            lockdir: Optional[Path] = typer.Option(None, "--lockdir", help="Where lockfiles live (default: lockfiles/)."),
@@ -100,8 +101,15 @@ def mirror(target: str = typer.Argument(..., help="Target name or spec file."),
                 bar.update(e.size or 0)
             bar.set_postfix_str(e.name[-40:])
 
-    report = m.run(bundle, entries, sess, token, ep, workers=workers,
-                   on_bytes=(bar.update if bar is not None else (lambda n: None)), on_done=done, file_bar=file_bar)
+    def said(name: str, text: str) -> None:  # with bars, the file's own bar says it (its postfix)
+        if bar is None and text and not quiet:
+            echo(f"{name}: {text}", err=True)
+
+    from ..offline.download import Policy
+
+    report = m.run(bundle, entries, sess, token, ep, workers=workers, policy=Policy(stall_timeout=stall_timeout),
+                   on_bytes=(bar.update if bar is not None else (lambda n: None)), on_done=done, file_bar=file_bar,
+                   on_status=said)
     if bar is not None:
         bar.close()
     if builds_from is not None:

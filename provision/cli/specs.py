@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import SpecError
-from .app import JsonOpt, app, echo, echo_json
+from .base import JsonOpt, app, echo, echo_json
 
 
 @app.command("list")

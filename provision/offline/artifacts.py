@@ -10,10 +10,11 @@ and hashes come from the Hub API when the mirror runs).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from ..plan import upstream_name
-from ..spec import GitSource, SdistSource, TargetSpec
+if TYPE_CHECKING:
+    from ..spec import TargetSpec
 
 GITHUB = "https://github.com"
 
@@ -42,6 +43,9 @@ def url_basename(url: str) -> str:
 
 
 def spec_artifacts(spec: TargetSpec, variant: str) -> list[Artifact]:
+    from ..plan import upstream_name
+    from ..spec import GitSource, SdistSource
+
     up = spec.upstream  # the app itself: apply installs it, and extensions may be built from inside it
     out: list[Artifact] = [Artifact("git", upstream_name(spec), up.repo, f"sources/{upstream_name(spec)}",
                                     revision=up.commit, submodules=up.submodules)]

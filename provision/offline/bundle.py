@@ -22,7 +22,6 @@ from ..errors import ProvisionError
 from ..fsutil import atomic_write_text, file_digest
 from ..readers import InputError, load_json
 from ..secrets import is_secret_name, redact_obj
-from ..spec.fields import check_place
 
 SCHEMA = 1
 STAMPS = ".verified.json"  # mirror's own note of blobs it hashed; seed never trusts it
@@ -124,7 +123,7 @@ _CHECKS = {
     "dest": lambda v: ids.check_rel_path(v, "a bundle path"), "sha256": ids.check_sha256, "md5": ids.check_md5,
     "git_sha1": ids.check_sha1, "etag": _etag, "size": _size, "revision": ids.check_revision,
     "requested_revision": ids.check_revision, "path": lambda v: ids.check_rel_path(v, "a path inside the repo"),
-    "place": check_place,
+    "place": ids.check_place,
 }
 
 
@@ -251,7 +250,7 @@ class Bundle:
 
         self._saved_at = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
-        arts = [redact_obj(e.as_dict()) for e in sorted(self.entries.values(), key=lambda e: (e.kind, e.dest))]
+        arts = redact_obj([e.as_dict() for e in sorted(self.entries.values(), key=lambda e: (e.kind, e.dest))])
         data = {"schema": SCHEMA, "created_by": "provision mirror", "targets": dict(sorted(self.targets.items())),
                 "artifacts": arts}
         atomic_write_text(self.manifest_path, json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -1,10 +1,13 @@
 """The one download core every artifact goes through (weights, sources, wheels, conda packages).
 
-- streams with requests; the checksum is computed as the bytes arrive (one pass);
+- streams with requests; the checksum is computed as the bytes arrive (one pass), in a second
+  thread for large files, and plain HTTP goes socket -> file in the kernel (stream.py);
 - writes `<dest>.part` and renames it into place only when size and checksum match, so a
   killed run never leaves a wrong file under its final name;
 - resumes a `.part` with a Range request (and starts over when the server ignores Range);
 - retries with backoff that honours Retry-After (429/503), with connect and read timeouts;
+- a stall (no byte for `Policy.stall_timeout` seconds mid-body) is said on the progress line,
+  the connection dropped and the transfer resumed with Range at once;
 - proxies come from the environment (requests' trust_env); a token is sent only to the
   host it belongs to and never logged or written.
 """
@@ -25,6 +28,8 @@ from urllib.parse import urlsplit
 from ..errors import ProvisionError
 from ..fsutil import file_digest
 from ..paths import remove_file
+from . import stream
+from .stream import Digests
 
 CHUNK = 1 << 20
 USER_AGENT = "provision/0.1 (+https://github.com/provision)"
@@ -75,19 +80,28 @@ class Policy:
     backoff: float = 0.5  # seconds, doubled per attempt
     max_sleep: float = 30.0
     connect_timeout: float = 15.0
-    read_timeout: float = 60.0
+    read_timeout: float = 60.0  # for a response to start (an archive being generated takes a while)
+    stall_timeout: float = 10.0  # no byte for this long mid-body: drop the connection, resume with Range
+    splice: bool = True  # plain HTTP on Linux: socket -> file in the kernel (False: the TLS path's loop)
 
 
 @dataclass
 class Progress:
-    """Total bytes done across threads; `on_bytes` drives whatever bar the caller shows."""
+    """Total bytes done across threads; `on_bytes` drives whatever bar the caller shows, and
+    `on_status` what it says beside it ("stalled, reconnecting", then "" once bytes flow)."""
 
     on_bytes: Callable[[int], None] = lambda n: None
+    on_status: Callable[[str], None] = lambda text: None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stalled: bool = False
 
     def add(self, n: int) -> None:
         with self.lock:
             self.on_bytes(n)
+
+    def status(self, text: str) -> None:
+        self.stalled = bool(text)
+        self.on_status(text)
 
 
 def session():  # type: ignore[no-untyped-def]
@@ -116,17 +130,11 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 
 
 class _Retry(Exception):
-    def __init__(self, reason: str, wait: float | None = None) -> None:
+    def __init__(self, reason: str, wait: float | None = None, got: int = 0) -> None:
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
-
-
-def _hashers(job: Job) -> dict[str, object]:
-    h: dict[str, object] = {"sha256": hashlib.sha256()}
-    if job.md5:
-        h["md5"] = hashlib.md5()
-    return h
+        self.got = got  # bytes received before it went wrong (they count as fetched)
 
 
 def _check(job: Job, digests: dict[str, str], size: int, git_sha1: str | None) -> str | None:
@@ -157,9 +165,6 @@ def _auth_headers(job: Job) -> dict[str, str]:
 
 def fetch(job: Job, sess, policy: Policy = Policy(), progress: Progress | None = None) -> Result:  # type: ignore[no-untyped-def]
     """Fetch one file to job.dest, checked; resume a .part left by an earlier run."""
-    import requests
-    import urllib3
-
     progress = progress or Progress()
     dest = job.dest
     if dest.exists():
@@ -172,83 +177,20 @@ def fetch(job: Job, sess, policy: Policy = Policy(), progress: Progress | None =
     part = dest.with_name(dest.name + ".part")
     fetched = 0
     failures: list[str] = []
+    digests = Digests(md5=bool(job.md5))  # of the .part's first digests.size bytes, kept across attempts
     for attempt in range(policy.attempts):
-        hashers = _hashers(job)
         have = part.stat().st_size if part.exists() else 0
         if job.size is not None and have > job.size:
             remove_file(part, dest.parent)
             have = 0
-        if have:
-            with open(part, "rb") as f:  # rebuild the hash state of what an earlier run wrote
-                for chunk in iter(lambda: f.read(CHUNK), b""):
-                    for h in hashers.values():
-                        h.update(chunk)  # type: ignore[attr-defined]
-        headers = _auth_headers(job) | ({"Range": f"bytes={have}-"} if have else {})
+        if digests.size != have:  # an earlier run's .part: its bytes are hashed again as we go
+            digests = Digests(md5=bool(job.md5))
         try:
-            try:
-                r = sess.get(job.url, headers=headers, stream=True,
-                             timeout=(policy.connect_timeout, policy.read_timeout), allow_redirects=True)
-            except requests.RequestException as e:
-                raise _Retry(f"{type(e).__name__}: {e}") from None
-            with r:
-                if r.status_code in (401, 403):
-                    raise AuthRequired(f"{job.name}: {r.status_code} from {urlsplit(job.url).netloc}",
-                                       hint="a gated or private file: accept its licence and set HF_TOKEN")
-                if r.status_code == 416 and have:  # .part already complete, or stale: start over
-                    remove_file(part, dest.parent)
-                    raise _Retry("416 Range Not Satisfiable", 0)
-                if r.status_code in (429, 500, 502, 503, 504):
-                    raise _Retry(f"HTTP {r.status_code}", retry_after(r.headers.get("Retry-After")))
-                if r.status_code == 404:
-                    raise DownloadError(f"{job.name}: 404 Not Found at {job.url}",
-                                        hint="the pinned revision or URL no longer exists upstream")
-                if r.status_code >= 400:
-                    raise _Retry(f"HTTP {r.status_code}")
-                if have and r.status_code == 200:  # Range ignored: the body is the whole file
-                    hashers = _hashers(job)
-                    have = 0
-                    mode = "wb"
-                elif have and r.status_code == 206:
-                    start = r.headers.get("Content-Range", "").split(" ")[-1].split("-")[0]
-                    if start != str(have):
-                        remove_file(part, dest.parent)
-                        raise _Retry(f"Content-Range starts at {start}, not {have}", 0)
-                    mode = "ab"
-                else:
-                    mode = "wb"
-                size = have
-                try:
-                    with open(part, mode) as f:
-                        # read1: write whatever has arrived, so a dropped connection or a kill
-                        # loses at most one read's worth, never a whole buffered chunk
-                        for chunk in iter(lambda: r.raw.read1(CHUNK), b""):
-                            f.write(chunk)
-                            for h in hashers.values():
-                                h.update(chunk)  # type: ignore[attr-defined]
-                            size += len(chunk)
-                            fetched += len(chunk)
-                            progress.add(len(chunk))
-                except (requests.RequestException, urllib3.exceptions.HTTPError) as e:  # OSErrors too: first
-                    raise _Retry(f"connection lost after {size} bytes ({type(e).__name__})") from None
-                except OSError as e:
-                    if e.errno == errno.ENOSPC:
-                        raise DiskFull(f"disk full while writing {dest}",
-                                       hint=f"free space on {dest.parent}; {job.size or 'unknown'} bytes are needed for this file") from None
-                    raise
-            expected_len = r.headers.get("Content-Length")
-            if job.size is None and expected_len and mode == "wb" and size != int(expected_len):
-                raise _Retry(f"body ended after {size} of {expected_len} bytes")
-            if job.size is not None and size < job.size:
-                raise _Retry(f"body ended after {size} of {job.size} bytes", 0)
-            digests = {k: h.hexdigest() for k, h in hashers.items()}  # type: ignore[attr-defined]
-            git_sha1 = _git_blob_sha1(part, size) if job.git_sha1 else None
-            bad = _check(job, digests, size, git_sha1)
-            if bad:
-                remove_file(part, dest.parent)  # never keep wrong bytes, not even as a .part to resume
-                raise _Retry(f"checksum mismatch: {bad}", 0)
-            os.replace(part, dest)
-            return Result(job, digests["sha256"], size, fetched)
+            size, got = _attempt(job, sess, policy, progress, part, have, digests)
+            fetched += got
+            return _finish(job, part, dest, digests, size, fetched)
         except _Retry as e:
+            fetched += e.got
             failures.append(e.reason)
             if attempt + 1 == policy.attempts:
                 break
@@ -256,6 +198,92 @@ def fetch(job: Job, sess, policy: Policy = Policy(), progress: Progress | None =
             time.sleep(min(wait, policy.max_sleep))
     raise DownloadError(f"{job.name}: failed after {policy.attempts} attempts ({'; '.join(failures[-3:])})",
                         hint=f"from {job.url}; re-run to resume, or check the network and proxy variables")
+
+
+def _attempt(job: Job, sess, policy: Policy, progress: Progress, part: Path, have: int,  # type: ignore[no-untyped-def]
+             digests: Digests) -> tuple[int, int]:
+    """One request: (bytes in the .part afterwards, bytes received). Raises _Retry."""
+    import http.client
+
+    import requests
+    import urllib3
+
+    dest = job.dest
+    headers = _auth_headers(job) | ({"Range": f"bytes={have}-"} if have else {})
+    try:
+        r = sess.get(job.url, headers=headers, stream=True,
+                     timeout=(policy.connect_timeout, policy.read_timeout), allow_redirects=True)
+    except requests.RequestException as e:
+        raise _Retry(f"{type(e).__name__}: {e}") from None
+    with r:
+        if r.status_code in (401, 403):
+            raise AuthRequired(f"{job.name}: {r.status_code} from {urlsplit(job.url).netloc}",
+                               hint="a gated or private file: accept its licence and set HF_TOKEN")
+        if r.status_code == 416 and have:  # .part already complete, or stale: start over
+            remove_file(part, dest.parent)
+            raise _Retry("416 Range Not Satisfiable", 0)
+        if r.status_code in (429, 500, 502, 503, 504):
+            raise _Retry(f"HTTP {r.status_code}", retry_after(r.headers.get("Retry-After")))
+        if r.status_code == 404:
+            raise DownloadError(f"{job.name}: 404 Not Found at {job.url}",
+                                hint="the pinned revision or URL no longer exists upstream")
+        if r.status_code >= 400:
+            raise _Retry(f"HTTP {r.status_code}")
+        if have and r.status_code == 200:  # Range ignored: the body is the whole file
+            remove_file(part, dest.parent)
+            have = 0
+            digests.reset()
+        elif have and r.status_code == 206:
+            start = r.headers.get("Content-Range", "").split(" ")[-1].split("-")[0]
+            if start != str(have):
+                remove_file(part, dest.parent)
+                raise _Retry(f"Content-Range starts at {start}, not {have}", 0)
+        length = r.headers.get("Content-Length")
+        length_n = int(length) if length and length.isdigit() else None
+        got = [0]
+
+        def on_bytes(n: int) -> None:
+            if not got[0] and progress.stalled:
+                progress.status("")  # bytes flow again
+            got[0] += n
+            progress.add(n)
+
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if os.fstat(fd).st_size != have:  # never on the way here (a truncate to 0 would make ext4
+                os.ftruncate(fd, have)  # write the whole file out on close: auto_da_alloc)
+            stream.receive(r.raw, fd, have, digests, length_n, policy.stall_timeout, on_bytes, policy.splice)
+            if stream.reusable(r.raw):  # keep-alive: the next file skips the TCP (and TLS) handshake
+                r.raw.release_conn()
+        except stream.Stalled as e:
+            progress.status("stalled, reconnecting")
+            raise _Retry(f"stalled after {have + got[0]} bytes ({e})", 0, got[0]) from None
+        except stream.WriteFailed as e:
+            if e.error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(f"disk full while writing {dest}",
+                               hint=f"free space on {dest.parent}; {job.size or 'unknown'} bytes are needed for this file") from None
+            raise e.error from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as e:
+            raise _Retry(f"connection lost after {have + got[0]} bytes ({type(e).__name__})", None, got[0]) from None
+        finally:
+            os.close(fd)
+    size = have + got[0]
+    if job.size is None and length_n is not None and not have and got[0] != length_n:
+        raise _Retry(f"body ended after {size} of {length_n} bytes", None, got[0])
+    if job.size is not None and size < job.size:
+        raise _Retry(f"body ended after {size} of {job.size} bytes", 0, got[0])
+    return size, got[0]
+
+
+def _finish(job: Job, part: Path, dest: Path, digests: Digests, size: int, fetched: int) -> Result:
+    hexd = digests.hexdigests()
+    git_sha1 = _git_blob_sha1(part, size) if job.git_sha1 else None
+    bad = _check(job, hexd, size, git_sha1)
+    if bad:
+        remove_file(part, dest.parent)  # never keep wrong bytes, not even as a .part to resume
+        raise _Retry(f"checksum mismatch: {bad}", 0)
+    os.replace(part, dest)
+    return Result(job, hexd["sha256"], size, fetched)
 
 
 def hf_token() -> str | None:

@@ -17,16 +17,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .. import paths
 from ..archives import ArchiveError, check_zip
 from ..errors import ProvisionError
-from ..spec import TargetSpec
 from . import hfhub
 from .artifacts import GITHUB, Artifact, lock_artifacts, spec_artifacts, url_basename
 from .bundle import Bundle, Entry, free_bytes
 from .download import DiskFull, DownloadError, Job, Policy, Progress, fetch
+
+if TYPE_CHECKING:  # the spec stage (pydantic) is imported by whoever loads a spec, not to download
+    from ..spec import TargetSpec
 
 
 @dataclass
@@ -140,11 +143,13 @@ def _partial_name(e: Entry) -> str:
 def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpoints,  # type: ignore[no-untyped-def]
         workers: int = 4, policy: Policy = Policy(), on_bytes: Callable[[int], None] = lambda n: None,
         on_done: Callable[[Entry, bool], None] = lambda e, skipped: None,
-        file_bar: Callable[[str, int | None], object] | None = None) -> Report:
+        file_bar: Callable[[str, int | None], object] | None = None,
+        on_status: Callable[[str, str], None] = lambda name, text: None) -> Report:
     """Fetch every entry the bundle does not hold yet; record each one as it completes.
 
     `file_bar(name, size)`, when given, makes a per-file progress bar (a context manager
-    with update(n)); the total goes to `on_bytes`."""
+    with update(n), and set_postfix_str(text) for what the download says: "stalled,
+    reconnecting"); the total goes to `on_bytes`, and that text to `on_status(name, text)`."""
     report = Report()
     todo: list[Entry] = []
     for e in entries:
@@ -176,9 +181,13 @@ def run(bundle: Bundle, entries: list[Entry], sess, token: str | None, ep: Endpo
         dest = bundle.blob(e.sha256) if e.sha256 else bundle.partial(_partial_name(e) + ".done")
         job = Job(e.url, dest, sha256=e.sha256, md5=e.md5, git_sha1=e.git_sha1, size=e.size, token=tok, label=e.name)
         if file_bar is None:
-            return fetch(job, sess, policy, progress)
+            return fetch(job, sess, policy, Progress(progress.add, lambda text: on_status(e.name, text)))
         with file_bar(e.name, e.size) as bar:  # type: ignore[attr-defined]
-            return fetch(job, sess, policy, Progress(lambda n: (bar.update(n), progress.add(n))))
+            def said(text: str) -> None:
+                if hasattr(bar, "set_postfix_str"):
+                    bar.set_postfix_str(text)
+                on_status(e.name, text)
+            return fetch(job, sess, policy, Progress(lambda n: (bar.update(n), progress.add(n)), said))
 
     by_blob: dict[str, list[Entry]] = {}
     for e in todo:  # one download per distinct blob, however many entries share it

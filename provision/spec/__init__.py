@@ -6,6 +6,7 @@
     rules.py    rules that relate one part of a spec to another
     yamlloc.py  YAML loading that keeps file:line for every value
     load.py     includes, validation, located errors, the spec digest
+    cache.py    specs that loaded cleanly, remembered: unchanged bytes are not parsed again
 
 Every later stage receives a `LoadedSpec`, never YAML.
 """

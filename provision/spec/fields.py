@@ -78,13 +78,7 @@ def check_glob(v: str) -> str:
     return ids.check_rel_path(v, "a file pattern")
 
 
-def check_place(v: str) -> str:
-    """Where a downloaded file goes: `{NAME}/rel/path` or `{data}/rel/path`, never absolute."""
-    m = re.fullmatch(r"\{([A-Za-z_][A-Za-z0-9_]*)\}/(.+)", v, flags=re.S)
-    if not m:
-        raise ValueError(f"{v!r} must start with a placeholder directory, e.g. {{data}}/name or {{U2NET_HOME}}/name")
-    ids.check_rel_path(m.group(2), "the path after the placeholder")
-    return v
+check_place = ids.check_place
 
 
 def check_code(v: str) -> str:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError, SpecProblem, UnknownTargetError
 from ..settings import display_path, envs_dir
+from . import cache as spec_cache
 from . import models as spec_models
 from . import rules as spec_rules
 from . import weights as weight_models
@@ -30,6 +31,7 @@ class LoadedSpec:
     path: Path
     files: tuple[str, ...]  # the spec and every fragment it included, in load order
     digest: str  # sha256 of the canonical merged spec: changes iff the spec's meaning does
+    sources: tuple[Path, ...] = ()  # the same files, resolved: what a cache of anything built from it checks
 
     @property
     def name(self) -> str:
@@ -56,8 +58,22 @@ def load_target(name_or_path: str, directory: Path | None = None) -> LoadedSpec:
 
 
 def load_spec(path: Path) -> LoadedSpec:
+    """The validated spec. Its YAML is parsed only when it changed since it last loaded cleanly
+    (cache.py); validation and the rules run either way."""
+    hit = spec_cache.lookup(path)
+    if hit is not None:
+        data, sources = hit
+        try:
+            spec = TargetSpec.model_validate(data)
+        except ValidationError:
+            pass  # cannot happen for data that loaded before; if it does, the YAML says where
+        else:
+            if not spec_rules.check(spec):
+                shown = [display_path(path)] + [display_path(p) for p in sources[1:]]  # as a fresh load names them
+                return _loaded(spec, path, shown, sources, data)
     files: list[str] = []
-    data = _load_with_includes(path, files, stack=())
+    resolved: list[Path] = []
+    data = _load_with_includes(path, files, stack=(), resolved=resolved)
     if not isinstance(data, LMap):
         raise SpecError([SpecProblem(display_path(path), 1, "", "a spec must be a YAML mapping",
                                      "start with `name: mytarget`")])
@@ -68,15 +84,20 @@ def load_spec(path: Path) -> LoadedSpec:
     problems = [_problem(data, p, msg, hint, display_path(path)) for p, msg, hint in spec_rules.check(spec)]
     if problems:
         raise SpecError(problems)
-    canonical = json.dumps({"schema": SCHEMA_VERSION, "spec": plain(data)},
-                           sort_keys=True, separators=(",", ":"), default=str)
-    return LoadedSpec(spec, path, tuple(files), hashlib.sha256(canonical.encode()).hexdigest())
+    spec_cache.remember(path, resolved, plain(data))
+    return _loaded(spec, path, files, resolved, plain(data))
 
 
-def _load_with_includes(path: Path, files: list[str], stack: tuple[Path, ...]) -> Any:
+def _loaded(spec: TargetSpec, path: Path, files: list[str], sources: list[Path], data: Any) -> LoadedSpec:
+    canonical = json.dumps({"schema": SCHEMA_VERSION, "spec": data}, sort_keys=True, separators=(",", ":"), default=str)
+    return LoadedSpec(spec, path, tuple(files), hashlib.sha256(canonical.encode()).hexdigest(), tuple(sources))
+
+
+def _load_with_includes(path: Path, files: list[str], stack: tuple[Path, ...], resolved: list[Path]) -> Any:
     shown = display_path(path)
     data = load_located(path, shown)
     files.append(shown)
+    resolved.append(path.resolve())
     if not isinstance(data, LMap):
         return data
     includes = data.get("include", [])
@@ -98,7 +119,7 @@ def _load_with_includes(path: Path, files: list[str], stack: tuple[Path, ...]) -
         if not target.exists():
             raise SpecError([SpecProblem(where.file, where.line, f"include[{i}]", f"no such file {inc!r}",
                                          f"paths are relative to {display_path(path.parent)}/")])
-        frag = _load_with_includes(target, files, stack + (path.resolve(),))
+        frag = _load_with_includes(target, files, stack + (path.resolve(),), resolved)
         frag = _without(frag, "include")
         merged = frag if merged is None else merge(merged, frag)
     return data if merged is None else merge(merged, data)

@@ -10,12 +10,14 @@ pydantic error path back to the deepest located node.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
-
-import yaml
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ..errors import SpecProblem
+
+if TYPE_CHECKING:  # PyYAML is imported when a spec is parsed, not when a cached one is read (cache.py)
+    import yaml
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,14 @@ class LSeq(list):
         self.item_locs: list[Loc] = []
 
 
-class _Constructor(yaml.constructor.SafeConstructor):
-    pass
+@lru_cache(maxsize=1)
+def _constructor_class() -> type:
+    import yaml
+
+    class _Constructor(yaml.constructor.SafeConstructor):
+        pass
+
+    return _Constructor
 
 
 MAX_DEPTH = 64  # a spec nests a handful of levels; 20000 would overflow the composer's recursion
@@ -61,8 +69,10 @@ class _Budget:
 
 
 def _scalar(node: yaml.Node, file: str, problems: list[SpecProblem], path: str) -> Any:
+    import yaml
+
     try:
-        return _Constructor().construct_object(node, deep=True)
+        return _constructor_class()().construct_object(node, deep=True)
     except (ValueError, OverflowError, yaml.constructor.ConstructorError) as e:
         problems.append(SpecProblem(file, node.start_mark.line + 1, path, f"cannot read this value: {e}",
                                     "quote it if it is text; numbers must be ordinary sizes"))
@@ -70,6 +80,8 @@ def _scalar(node: yaml.Node, file: str, problems: list[SpecProblem], path: str) 
 
 
 def _build(node: yaml.Node, file: str, problems: list[SpecProblem], path: str, budget: _Budget | None = None) -> Any:
+    import yaml
+
     budget = budget or _Budget()
     budget.nodes += 1
     if budget.nodes > MAX_NODES:
@@ -118,6 +130,8 @@ class _TooBig(Exception):
 
 def _shape(text: str, display: str) -> None:
     """Depth and alias count from the event stream (the parser is iterative, the composer is not)."""
+    import yaml
+
     from ..errors import SpecError
 
     depth = aliases = 0
@@ -139,6 +153,8 @@ def _shape(text: str, display: str) -> None:
 
 def load_located(path: Path, display: str) -> Any:
     """Parse one YAML file into LMap/LSeq/scalars. Raises SpecError-ready problems."""
+    import yaml
+
     from ..errors import SpecError
     from ..readers import InputError, read_text
 

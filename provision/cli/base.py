@@ -13,11 +13,25 @@ from .. import ids
 from ..errors import UsageError
 from ..secrets import redact, redact_obj
 
+class _Commands(typer.core.TyperGroup):
+    """`--help` lists each command with its first sentence, wrapped (click cuts it at the width)."""
+
+    def format_commands(self, ctx, formatter) -> None:  # type: ignore[no-untyped-def]
+        rows = [(name, cmd.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=_Commands,
     add_completion=False,
     no_args_is_help=True,
     help="Declarative environments for GPU image-to-3D apps (TRELLIS, TRELLIS.2, TripoSR).",
     pretty_exceptions_enable=False,
+    # click's plain help: rich (and markdown-it under it) would double the start-up of `--help`
+    rich_markup_mode=None,
 )
 
 
@@ -27,13 +41,16 @@ HostOpt = typer.Option(None, "--host", help="Plan for the machine described by t
 VariantOpt = typer.Option(None, "--variant", help="Use this variant instead of the one the host allows.")
 
 
-def echo(text: object = "", err: bool = False, nl: bool = True) -> None:
-    """Every line the CLI prints goes through here: secrets are masked on the way out."""
-    typer.echo(redact(str(text)), err=err, nl=nl)
+def echo(text: object = "", err: bool = False, nl: bool = True) -> str:
+    """Every line the CLI prints goes through here: secrets are masked on the way out. Returns
+    what it printed."""
+    out = redact(str(text))
+    typer.echo(out, err=err, nl=nl)
+    return out + ("\n" if nl else "")
 
 
-def echo_json(data: object) -> None:
-    echo(json.dumps(redact_obj(data), indent=2, sort_keys=False))
+def echo_json(data: object) -> str:
+    return echo(json.dumps(redact_obj(data), indent=2, sort_keys=False))
 
 
 LockdirOpt = typer.Option(None, "--lockdir", help="Where lockfiles live (default: lockfiles/).")
