@@ -159,7 +159,12 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
 
     loaded = load_target(target)
     host = host_for(host_file, loaded.spec.app.port)
-    plan_ = make_plan(loaded, host, plan_options(loaded, host, variant, prefix, data, lockdir))
+    po = plan_options(loaded, host, variant, prefix, data, lockdir)
+    if existing and not po.locks:  # into an env that is there: nothing is installed from a lock
+        from dataclasses import replace
+
+        po = replace(po, locks=None)
+    plan_ = make_plan(loaded, host, po)
     if no_verify:
         plan_.steps[:] = [s for s in plan_.steps if s.id != "verify"]
     if cache_url is not None:
