@@ -215,8 +215,13 @@ def test_apply_installs_the_app_itself_importable_from_anywhere_and_verify_impor
     assert r.returncode == 0 and r.stdout.strip() == str(app / "apptoy" / "__init__.py"), r.stderr
     state = json.loads((t / "env" / "share" / "provision" / "state.json").read_text())
     assert "app" in state["steps"] and state["data_dir"] == str(t / "data")
-    (t / "data" / "src" / "apptoy-upstream" / "apptoy" / "__init__.py").write_text("raise ImportError('moved')\n")
-    r = subprocess.run([str(py), "-c", "from apptoy import Pipeline"], capture_output=True, text=True, cwd=tmp_path)
+    shared = t / "data" / "src" / "apptoy-upstream" / "apptoy" / "__init__.py"
+    before = shared.read_bytes()
+    shared.write_text("raise ImportError('moved')\n")
+    try:
+        r = subprocess.run([str(py), "-c", "from apptoy import Pipeline"], capture_output=True, text=True, cwd=tmp_path)
+    finally:
+        shared.write_bytes(before)  # later tests in this module re-run the app step from this checkout
     assert r.returncode == 0, r.stderr  # the env's copy, not the shared checkout
     code, out = run("verify", str(world["spec"]), "--host", world["host"], "--prefix", str(t / "env"),
                     "--lockdir", str(t / "lockfiles"))  # no --data-dir: the one apply used is remembered
