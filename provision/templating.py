@@ -8,6 +8,10 @@ language (jinja2's `finalize`), so a template cannot forget it:
 - line-oriented files (.pth shims, requirements.txt, .wslconfig, lockfile headers): a value
   must be one line; a .pth line that would start with `import` (which Python executes) is refused;
 - HTML pages (`*.html.j2`: the build index): HTML-escaped, control characters refused;
+- Python (`*.py.j2`: the startup shims): every value a Python literal (a string as `ascii()`
+  writes it, on one line whatever it holds); anything but a string, a bool, an int or None refused;
+- the one .pth that runs code (`shims.pth.j2`: `import _provision_shims`, a fixed line): no value
+  at all may be printed into it, so nothing from a spec or a host can reach a line Python runs;
 - YAML for Ansible (`*.yml.j2`): every value a JSON scalar or list (JSON is YAML), control
   characters and Jinja delimiters (`{{`, `{%`, `{#`, which Ansible would evaluate) refused;
 - everything else (Markdown, plain text): printed as it is.
@@ -70,6 +74,22 @@ def _lines(template: str, pth: bool):  # type: ignore[no-untyped-def]
     return finalize
 
 
+def _python(template: str):  # type: ignore[no-untyped-def]
+    def finalize(value: Any) -> Any:
+        if value is None or isinstance(value, (bool, int, str)):
+            return ascii(value) if isinstance(value, str) else repr(value)
+        raise UnsafeValue(f"{template}: cannot write a {type(value).__name__} as a Python literal",
+                          hint="pass it as JSON text (a string)")
+    return finalize
+
+
+def _code_pth(template: str):  # type: ignore[no-untyped-def]
+    def finalize(value: Any) -> Any:
+        raise UnsafeValue(f"{template}: refusing to print {str(value)[:80]!r} into a .pth file Python executes",
+                          hint="this file is one fixed line; the shims read their settings from their own module")
+    return finalize
+
+
 def _html(template: str):  # type: ignore[no-untyped-def]
     import html
 
@@ -123,8 +143,12 @@ def language(template: str) -> str:
         return "html"
     if name.endswith((".yml.j2", ".yaml.j2")):
         return "yaml"
+    if name.endswith(".py.j2"):
+        return "python"
     if name == "pth.j2":
         return "pth"
+    if name == "shims.pth.j2":
+        return "code-pth"
     if name in ("requirements.txt.j2", "wslconfig.j2", "conda-lock-header.j2"):
         return "lines"
     return "text"
@@ -135,7 +159,8 @@ def _env(lang: str, template: str):  # type: ignore[no-untyped-def]
     import jinja2
 
     finalize = {"shell": _shell(template), "pth": _lines(template, True), "lines": _lines(template, False),
-                "html": _html(template), "yaml": _yaml(template)}.get(lang)
+                "html": _html(template), "yaml": _yaml(template), "python": _python(template),
+                "code-pth": _code_pth(template)}.get(lang)
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,

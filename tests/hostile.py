@@ -168,6 +168,8 @@ def source_scripts(out_dir: Path, world: World) -> None:
         site_dir = world.root / "site-check"
         site_dir.mkdir(exist_ok=True)
         shutil.copy(pth, site_dir / pth.name)
+        for module in pth.parent.glob("*.py"):  # what a .pth imports (the startup shims) runs as well
+            shutil.copy(module, site_dir / module.name)
         subprocess.run([sys.executable, "-S", "-c", f"import site; site.addsitedir({str(site_dir)!r})"],
                        capture_output=True, timeout=30)
         assert not world.canary.exists(), f"{pth.name} ran an injected command"

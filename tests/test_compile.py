@@ -26,7 +26,8 @@ def test_triposr_on_the_rtx_5070_ti_gets_every_artifact(tmp_path: Path) -> None:
     names = {str(p.relative_to(c)) for p in c.rglob("*") if p.is_file()}
     assert {"conda-lock.yml", "requirements.txt", "activate.sh", "checklist.json", "plan.json", "README.md",
             "etc/conda/activate.d/provision-triposr.sh", "etc/conda/deactivate.d/provision-triposr.sh",
-            "mirror/mirror.sh", "mirror/SHA256SUMS", "wslconfig/.wslconfig", "FILES.sha256"} <= names
+            "mirror/mirror.sh", "mirror/SHA256SUMS", "wslconfig/.wslconfig", "FILES.sha256",
+            "site-packages/_provision_shims.py", "site-packages/_provision_shims.pth"} <= names  # gradio's shim
     plan = json.loads((c / "plan.json").read_text())
     assert plan["variant"] == "cu128" and plan["torch_cuda_arch_list"] == "12.0"  # Blackwell: sm_120
     req = (c / "requirements.txt").read_text()
@@ -39,6 +40,7 @@ def test_triposr_on_the_rtx_5070_ti_gets_every_artifact(tmp_path: Path) -> None:
     assert checks["arch"]["expect"] == ["12.0"] and checks["arch"]["needs_gpu"]
     assert checks["locked-packages"]["expect"]["torch"] == "2.8.0"
     assert "binary-torchmcubes" in checks and "kernel-torchmcubes" in checks
+    assert checks["gradio-boolean-schema"]["kind"] == "gradio-schema"  # verify proves the shim in the env
 
 
 def test_compiling_twice_gives_identical_bytes(tmp_path: Path) -> None:

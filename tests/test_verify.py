@@ -183,7 +183,18 @@ def test_the_torch_hub_proxy_trap_is_caught(tmp_path: Path, venv: Path, monkeypa
     monkeypatch.setenv("TORCH_HOME", str(th))
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     code, res = verify(tmp_path, venv, free_port())
-    hub = next(c for c in res["checks"] if c["id"] == "torch-hub-facebookresearch/dinov2")
+    by = {c["id"]: c for c in res["checks"]}
+    hub = by["torch-hub-facebookresearch/dinov2"]  # compiled with the startup shim: the proxy does not matter
+    assert hub["status"] == "ok" and "startup shim" in hub["detail"]
+    local = by["torch-hub-local-facebookresearch/dinov2"]  # ... once the env proves it (this one has no torch)
+    assert local["status"] == "fail" and "torch.hub cannot be imported" in local["detail"]
+    cl = checklist_for(tmp_path / "old", free_port())  # a checklist compiled before the shim: the trap is named
+    old = json.loads(cl.read_text())
+    old["checks"] = [{k: v for k, v in c.items() if k != "shim"} for c in old["checks"]]
+    cl.write_text(json.dumps(old))
+    code, out = run("verify", str(tmp_path / "old" / "envs" / "vtoy.yaml"), "--checklist", str(cl), "--json",
+                    "--host", str(FIXTURES / "hosts" / "rtx5070ti-wsl2.json"))
+    hub = next(c for c in json.loads(out)["checks"] if c["id"] == "torch-hub-facebookresearch/dinov2")
     assert hub["status"] == "warn" and "403/407" in hub["detail"]
     monkeypatch.setenv("NO_PROXY", "github.com,localhost,127.0.0.1")
     code, res = verify(tmp_path / "b", venv, free_port())

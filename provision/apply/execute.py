@@ -48,6 +48,10 @@ def do_activation(ctx: Ctx, step: Step, log: Path) -> None:
         if backup is not None:
             ctx.echo(f"kept your earlier {rel} as {backup}")
     write_ours(ctx.meta / "activate.sh", (ctx.compiled / "activate.sh").read_text())
+    from .shims import install_shims  # the startup shims, into the env's site-packages
+
+    install_shims(ctx.py, ctx.compiled, ctx.echo)
+
 
 def do_weights(ctx: Ctx, step: Step, log: Path) -> None:
     if ctx.opts.bundle is None:

@@ -12,6 +12,7 @@ from typing import Any
 from ..lock.lockfile import PipPin
 from ..plan import Plan, app_dir, fill
 from ..spec import ApiCheck, FileCheck, ImportCheck, KernelCheck, TargetSpec
+from .shims import GRADIO_BOOLEAN_SCHEMA, GRADIO_PROBES
 
 SCHEMA = 1
 
@@ -90,11 +91,18 @@ def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -
                              f"provision mirror {spec.name} --to BUNDLE (repairs it) && provision seed BUNDLE --force",
                              required=not r.optional, repo=r.repo, revision=r.revision, files=list(r.files),
                              repos={x.repo: x.revision for x in spec.weights.huggingface}))
+    shim_fix = f"provision apply {spec.name} --from-step activation (it installs the startup shims, _provision_shims.pth)"
     for h in spec.weights.torch_hub:
         checks.append(_check(f"torch-hub-{h.repo}", "torch-hub-offline", f"torch.hub finds {h.repo} offline",
-                             "provision seed BUNDLE places it; load with source='local' or a cached ref so "
-                             "torch.hub does not ask github.com first", repo=h.repo, ref=h.ref,
-                             checkpoints=[c.file for c in h.checkpoints]))
+                             f"provision mirror {spec.name} --to BUNDLE && provision seed BUNDLE", repo=h.repo,
+                             ref=h.ref, checkpoints=[c.file for c in h.checkpoints], shim=True))
+        checks.append(_check(f"torch-hub-local-{h.repo}", "torch-hub-local",
+                             f"torch.hub resolves {h.repo} from its cache with no connection (proxy or not)",
+                             shim_fix, repo=h.repo, ref=h.ref))
+    if GRADIO_BOOLEAN_SCHEMA in spec.app.shims:
+        checks.append(_check("gradio-boolean-schema", "gradio-schema",
+                             "gradio_client turns boolean JSON schemas (additionalProperties: true) into types",
+                             shim_fix, schemas=GRADIO_PROBES))
     for u in spec.weights.urls:
         checks.append(_check(f"weight-{u.name}", "file-checksum", f"{u.name} present and its checksum matches",
                              "provision seed BUNDLE", path=_resolve(u.dest, plan), sha256=u.sha256, md5=u.md5))

@@ -27,6 +27,7 @@ from ..plan import Plan, PlanOptions, app_dir, make_plan
 from ..spec import GitSource, LoadedSpec, SdistSource, TargetSpec
 from ..templating import render
 from .checklist import compile_checklist
+from .shims import shim_config, shim_files
 
 MARKER = "FILES.sha256"
 
@@ -124,6 +125,7 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
     files["site-packages/provision-app.pth"] = render(
         "compile/pth.j2", what=f"the {spec.name} app ({spec.upstream.repo} at {spec.upstream.commit[:12]})",
         path=app_dir(plan.prefix))
+    files.update(shim_files(spec))
     pins = lockfile.pip_pins(lock) if lock is not None else None
     if lock is not None:
         files["conda-lock.yml"] = lock_path.read_text()
@@ -142,7 +144,8 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
         "compile/README.md.j2", target=spec.name, variant=v, host_label=plan.host_label or "this host",
         spec_digest=plan.spec_digest, variant_reason=plan.variant_reason, torch=plan.torch, cuda=plan.cuda,
         arch_list=plan.torch_cuda_arch_list, nvcc_reason=plan.nvcc.reason, prefix=plan.prefix, lock=lock is not None,
-        shims=shims, artifact_count=len(arts), wslconfig=wsl, no_lock_reason=no_lock_reason,
+        shims=shims, startup_shims=_startup_shim_rows(spec), artifact_count=len(arts), wslconfig=wsl,
+        no_lock_reason=no_lock_reason,
         apply=_apply_command(spec.name, v, opts), extensions=_extension_rows(spec, plan),
         blockers=[b.model_dump() for b in plan.blockers], warnings=[w.model_dump() for w in plan.warnings])
     files[MARKER] = "".join(f"{hashlib.sha256(t.encode()).hexdigest()}  {p}\n" for p, t in sorted(files.items()))
@@ -155,6 +158,16 @@ def _apply_command(target: str, variant: str, opts: CompileOptions) -> str:
     if opts.plan.prefix:
         args.append(f"--prefix {shlex.quote(opts.plan.prefix)}")
     return " ".join(args)
+
+
+def _startup_shim_rows(spec: TargetSpec) -> list[str]:
+    """What the startup shims fix for this target, one line each (the compiled README lists them)."""
+    config = shim_config(spec)
+    rows = [f"torch.hub takes {repo} at `{ref}` from its cache without asking github.com"
+            for repo, ref in sorted(config.get("torch_hub", {}).items())]
+    if "gradio-boolean-schema" in config.get("shims", []):
+        rows.append("gradio_client reads boolean JSON schemas (`additionalProperties: true`) as Any, where it would crash")
+    return rows
 
 
 def _extension_rows(spec: TargetSpec, plan: Plan) -> list[dict[str, str]]:

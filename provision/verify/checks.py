@@ -58,6 +58,11 @@ def _explain(check: dict[str, Any], res: dict[str, Any], arch_fix: str) -> tuple
     if cause == "absurd-allocation":
         return ("not a memory problem: the extension's kernels never ran on this GPU (no SASS or PTX for its "
                 "architecture), so the sizes it read back are garbage", arch_fix)
+    if cause == "not-seeded":
+        return ("torch.hub's cache lacks this repo's source, so torch.hub must fetch it from GitHub",
+                "provision mirror TARGET --to BUNDLE && provision seed BUNDLE (or provision apply TARGET --from-step weights)")
+    if cause == "no-torch":
+        return ("torch is not importable in this env", "reinstall it from the lock: provision apply TARGET --from-step pip-install")
     if check["kind"] == "binary-arch" and res["status"] == "fail" and "sass" in res:
         return ("the .so files carry no SASS or PTX this GPU can run", arch_fix)
     return None, None
@@ -130,11 +135,15 @@ def host_check(c: dict[str, Any], env: dict[str, str]) -> tuple[str, str]:
         trusted = (home / "trusted_list").read_text().split() if (home / "trusted_list").is_file() else []
         if f"{owner}_{repo}" not in trusted:
             return "warn", f"{owner}_{repo} is not in {home / 'trusted_list'}: torch.hub may ask before loading"
+        found = f"{src} and {len(c.get('checkpoints', []))} checkpoint(s)"
         if _proxied(env, f"https://github.com/{c['repo']}"):
+            if c.get("shim"):  # the env's startup shim takes the ref from this cache; torch-hub-local-* proves it
+                return "ok", f"{found}; the proxy does not matter: the startup shim resolves the ref from the cache"
             return "warn", ("a proxy is set and NO_PROXY does not cover github.com: torch.hub.load without a ref "
                             "asks github.com for the default branch first; a network error falls back to the cache, "
-                            "but a proxy answering 403/407 makes the load fail even with everything cached")
-        return "ok", f"{src} and {len(c.get('checkpoints', []))} checkpoint(s)"
+                            "but a proxy answering 403/407 makes the load fail even with everything cached "
+                            "(a checklist compiled now adds the startup shim that resolves it locally)")
+        return "ok", found
     if kind == "hf-complete":
         from .weights import hf_complete, stamps_for
 

@@ -324,11 +324,90 @@ def c_app_smoke(c):
     return "ok", "built from the local weights, offline"
 
 
+# Every audit event by which Python reaches the network (names, then sockets): while a check is
+# "offline" each is recorded and refused, so nothing leaves this machine and nothing is missed.
+NET_EVENTS = frozenset(["urllib.Request", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
+                        "socket.getnameinfo", "socket.connect", "socket.sendto", "socket.sendmsg"])
+_NET = {"armed": False, "seen": [], "hooked": False}
+
+
+def _net_hook(event, args):
+    if _NET["armed"] and event in NET_EVENTS:
+        _NET["seen"].append("%s %s" % (event, repr(args[1:] if event == "socket.connect" else args)[:120]))
+        raise OSError("provision verify: %s refused, this check allows no network" % event)
+
+
+def _offline(fn, *args):
+    """fn(*args) with every network event refused: (its result or None, its error or None, the events)."""
+    if not _NET["hooked"]:
+        sys.addaudithook(_net_hook)
+        _NET["hooked"] = True
+    _NET["armed"], _NET["seen"] = True, []
+    try:
+        return fn(*args), None, list(_NET["seen"])
+    except BaseException as e:
+        return None, e, list(_NET["seen"])
+    finally:
+        _NET["armed"] = False
+
+
+def _shims_state(what):
+    """Why a startup shim may not be at work, for a failure's detail."""
+    if os.environ.get("PROVISION_SHIMS", "").strip().lower() in ("0", "false", "no", "off"):
+        return "PROVISION_SHIMS=%s turns the startup shims off" % os.environ["PROVISION_SHIMS"]
+    mod = sys.modules.get("_provision_shims")
+    if mod is None:
+        return "the startup shims are not installed (no _provision_shims.pth in %s)" % sysconfig.get_paths()["purelib"]
+    errors = [e for e in getattr(mod, "ERRORS", []) if e.startswith((what, "startup"))]
+    return "the startup shim did not apply: %s" % "; ".join(errors) if errors else "the startup shim is not at work"
+
+
+def c_torch_hub_local(c):
+    try:
+        hub = importlib.import_module("torch.hub")
+    except BaseException as e:
+        return "fail", "torch.hub cannot be imported in this env (%s: %s)" % (type(e).__name__, e), {"cause": "no-torch"}
+    owner, name = c["repo"].split("/")
+    cached = os.path.join(hub.get_dir(), "_".join([owner, name, c["ref"].replace("/", "_")]))
+    resolve = getattr(hub, "_parse_repo_info", None)
+    if resolve is None:
+        return "fail", "this torch has no torch.hub._parse_repo_info: its ref resolution is not the one the shim knows"
+    got, err, seen = _offline(resolve, c["repo"])
+    if seen or err is not None:
+        what = "asked the network first (%s)" % "; ".join(seen[:3]) if seen else "raised %s: %s" % (type(err).__name__, err)
+        if not os.path.isfile(os.path.join(cached, "hubconf.py")):
+            return "fail", "torch.hub %s: %s/hubconf.py is not there, so it must" % (what, cached), {"cause": "not-seeded"}
+        return "fail", "torch.hub %s although %s is cached: %s" % (what, cached, _shims_state("torch.hub"))
+    if tuple(got) != (owner, name, c["ref"]):
+        return "fail", "torch.hub resolved %s to %r, not the seeded ref %s" % (c["repo"], got, c["ref"])
+    by = "the provision startup shim" if getattr(resolve, "__provision_shim__", None) else "torch itself"
+    return "ok", "%s -> %s with no connection (%s)" % (c["repo"], cached, by)
+
+
+def c_gradio_schema(c):
+    try:
+        utils = importlib.import_module("gradio_client.utils")
+        version = importlib.metadata.version("gradio_client")
+    except BaseException as e:
+        return "fail", "gradio_client cannot be imported in this env (%s: %s)" % (type(e).__name__, e)
+    got, bad = [], []
+    for schema in c["schemas"]:
+        try:
+            got.append(str(utils.json_schema_to_python_type(schema)))
+        except BaseException as e:
+            bad.append("%s -> %s: %s" % (json.dumps(schema), type(e).__name__, e))
+    if bad:
+        return "fail", "gradio_client %s: %s; %s" % (version, "; ".join(bad), _shims_state("gradio_client.utils"))
+    by = "the provision startup shim" if getattr(utils.json_schema_to_python_type, "__provision_shim__", None) else "itself"
+    return "ok", "gradio_client %s reads them (%s): %s" % (version, by, ", ".join(got))
+
+
 CHECKS = {
     "python-version": c_python_version, "packages": c_packages, "torch-cuda": c_torch_cuda,
     "cuda-available": c_cuda_available, "arch": c_arch, "import": c_import, "binary-arch": c_binary_arch,
     "kernel": c_kernel, "api": c_api, "env-choice": c_env_choice, "pth-shim": c_pth_shim,
     "hf-offline": c_hf_offline, "app-import": c_app_import, "app-smoke": c_app_smoke,
+    "torch-hub-local": c_torch_hub_local, "gradio-schema": c_gradio_schema,
 }
 
 
