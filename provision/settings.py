@@ -65,3 +65,8 @@ def cache_dir() -> Path:
 def lockfiles_dir() -> Path:
     """The committed lockfiles: lockfiles/<target>/<variant>/conda-lock.yml."""
     return Path(os.environ.get("PROVISION_LOCKFILES", ROOT / "lockfiles"))
+
+
+def hosts_file() -> Path:
+    """The hosts file `provision run` checks for a localhost line: $PROVISION_HOSTS_FILE (tests) or /etc/hosts."""
+    return Path(os.environ.get("PROVISION_HOSTS_FILE") or "/etc/hosts")

@@ -16,7 +16,7 @@ from ..secrets import redact
 from .app import app
 
 # Each module registers its commands on `app`; this order is the order `--help` lists them.
-from . import specs, hosts, locks, offline, envs, fleet  # noqa: E402, F401  # isort: skip
+from . import specs, hosts, locks, offline, envs, run, fleet  # noqa: E402, F401  # isort: skip
 
 
 def _kind(e: BaseException, name: str) -> bool:
