@@ -78,11 +78,10 @@ def base_env(plan: Plan, environ: dict[str, str], host: str | None = None) -> _E
     for name, value in plan.env.items():
         if name in ("NO_PROXY", "no_proxy"):
             continue
-        was = environ.get(name)
-        env.set(name, value, "the env's activation" + (f" (replaces your {was})" if was is not None else ""))
+        env.set(name, value, "the env's activation")
     merged = _no_proxy(environ, plan.env, host)
+    extra = [host] if host and host not in (*LOOPBACK, "0.0.0.0", "::") else []
     for name in ("NO_PROXY", "no_proxy"):
-        extra = [e for e in merged.split(",")[-1:] if host and e == host and host not in LOOPBACK]
         env.set(name, merged, f"your entries kept, plus {', '.join([*LOOPBACK, *extra])}: the app's requests to "
                               "itself and the probe never go through a proxy")
     path = environ.get("PATH", "")
@@ -122,8 +121,8 @@ def _offline(spec: TargetSpec, obs: Observed, env: _Env, lp: LaunchPlan) -> None
         if mine is not None:
             env.set(var, mine, "yours, kept")
         else:
-            env.set(var, None, "not set: required weights are missing from the cache, and offline the app "
-                               "could not fetch them")
+            env.set(var, None, "the env's activation sets it, but weights the app needs are missing from the "
+                               "cache, and offline it could not fetch them")
     blocked = [v for v in OFFLINE_VARS if (env.value(v) or "").lower() in TRUE]
     missing = "; ".join(lp.weights_missing)
     fix = f"`provision apply {spec.name} --from-step weights` online, or `provision seed BUNDLE`"
