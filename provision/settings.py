@@ -88,3 +88,8 @@ def code_fingerprint() -> str:
             st = os.stat(os.path.join(d, name))
             h.update(f"{os.path.relpath(os.path.join(d, name), PACKAGE_DIR)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return h.hexdigest()
+
+
+def hosts_file() -> Path:
+    """The hosts file `provision run` checks for a localhost line: $PROVISION_HOSTS_FILE (tests) or /etc/hosts."""
+    return Path(os.environ.get("PROVISION_HOSTS_FILE") or "/etc/hosts")

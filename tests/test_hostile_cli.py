@@ -51,6 +51,9 @@ USAGE = [
     ("wslconfig-write-no-path", ["wslconfig", "triposr", "--write"], "cannot find the Windows profile"),
     ("seed-not-a-bundle", ["seed", "EMPTY"], "is not a bundle"),
     ("refused-plan", ["plan", "trellis", "--host", HOST_5070], "no variant of trellis can run on this host"),
+    ("run-stray-argument", ["run", "triposr", "stray"], "arguments after the target are for --cli"),
+    ("run-port-0", ["run", "triposr", "--port", "0"], "Invalid value for '--port'"),
+    ("run-no-env", ["run", "triposr", "--host", HOST, "--data-dir", "EMPTY"], "no env at"),
 ]
 
 
@@ -75,7 +78,7 @@ def test_the_help_of_every_command_exits_0(tmp_path: Path) -> None:
     w = _w(tmp_path)
     before = w.snapshot()
     for cmd in ("list", "show", "validate", "doctor", "plan", "wslconfig", "lock", "compile", "mirror", "seed",
-                "verify", "apply"):
+                "verify", "apply", "run"):
         r = run([cmd, "--help"], cwd=w.root)
         judge(r, w, before, 0, ("Usage",))
 

@@ -18,7 +18,7 @@ PKG = ROOT / "provision"
 
 # Lowest first. A module may import its own stage and the stages before it, never after.
 BOTTOM = {"errors", "settings", "versions", "fsutil", "templating", "ids", "paths", "secrets", "readers", "archives"}
-STAGES = ["spec", "host", "lock", "plan", "offline", "wsl", "render", "fleet", "verify", "apply", "cli"]
+STAGES = ["spec", "host", "lock", "plan", "offline", "wsl", "render", "fleet", "verify", "launch", "apply", "cli"]
 MAX_LINES = 400
 LONG_REASON = "Longer than 400 lines because"
 

@@ -106,6 +106,9 @@ def _keys(spec: TargetSpec) -> Iterator[Finding]:
         elif is_secret_name(key):
             yield ("env", key), f"{key} looks like a secret: a spec is committed and copied into bundles and scripts", \
                 "leave it out: provision reads tokens from the environment (HF_TOKEN) and never writes them down"
+    if spec.app.port_env and not _settable(spec.app.port_env):
+        yield ("app", "port_env"), f"{spec.app.port_env} may not carry the app's port: it changes how programs load " \
+            "or start", "name the variable the app reads its port from (GRADIO_SERVER_PORT), or use {port} in launch"
     for key in spec.cuda_toolkits:
         try:
             Dotted(key)

@@ -6,6 +6,9 @@ Standalone on purpose: it imports nothing of provision and only the standard lib
 the top (the target's Python may be older and has none of provision's dependencies).
 Each check returns status ok | warn | fail | skipped with a detail; the host side adds
 the fix and the explanation. Nothing here writes anything.
+
+Longer than 400 lines because it is one file on purpose: the env's Python runs it as a script,
+with no package around it to import a second module from, and every in-env check lives here.
 """
 
 import glob
