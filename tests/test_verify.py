@@ -235,3 +235,21 @@ def test_the_binary_check_finds_a_wheels_library_outside_its_package(tmp_path: P
     assert verify_runner.c_binary_arch(check)[:2] == ("warn", "no .so file found for nvdlike")
     status, detail, found = verify_runner.c_binary_arch(check | {"dist": "nvdlike"})
     assert status == "ok" and detail == "SASS sm_90, PTX none in 1 file(s)" and found["sass"] == ["90"]
+
+
+def test_an_env_of_your_own_is_told_how_it_differs_from_the_lock_not_failed(tmp_path: Path) -> None:
+    """apply --existing installs none of an env's packages: versions that differ from the lock
+    are said (a warning, not required), while two torch installs stay a failure. The device run
+    that showed it: tinyext built with the CUDA 13 toolkit into the machine's torch env, whose
+    cuda-bindings and filelock were not the lock's."""
+    from provision.verify.checks import exit_code
+    from provision.verify.checks import verify as run_checks
+
+    checklist = {"schema": 1, "checks": [{"id": "locked-packages", "kind": "packages", "title": "locked",
+                                          "fix": "reinstall", "required": True, "expect": {"pytest": "0.0.1"}}]}
+    yours, _ = run_checks(checklist, sys.executable, {}, own_env=True)
+    assert yours[0].status == "warn" and not yours[0].required and exit_code(yours) == 0
+    assert yours[0].detail.startswith("your own env (apply --existing installed none of its packages) differs")
+    assert "pytest" in yours[0].detail and "(locked 0.0.1)" in yours[0].detail
+    ours, _ = run_checks(checklist, sys.executable, {})
+    assert ours[0].status == "fail" and exit_code(ours) == 2

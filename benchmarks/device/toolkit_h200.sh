@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
 # On the device tool's GPU machine (issue 15): tinyext built by `provision apply` with CUDA_HOME at
 # the toolkit prefix provision assembles from tests/fixtures/device/lockfiles/tk13 (PyPI's CUDA
-# 13.0 toolkit wheels, carried in .device/c2 and .device/c3: the machine has no network), into the
+# 13.0 toolkit wheels, carried in .device/c2 and .device/c2b: the machine has no network), into the
 # machine's torch env (--existing), offline; then verify. Then an nvcc that says it is 13.0 in the
 # host file but is 12.4 when run: apply must stop before any build. Results in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .device/c3/deps/*.whl 2>&1 | grep -v "already exists" | tail -2
-export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
-P="python3 -m provision"
+source "$(dirname "$0")/common.sh"
 D=/tmp/pdata-tk13; mkdir -p $D/wheelhouse
-cp /tmp/keep/*.whl .device/c3/*.whl $D/wheelhouse/
+cp /tmp/keep/*.whl $D/wheelhouse/
 $P doctor --save "$OUT/host-probed.json" > "$OUT/doctor.txt" 2>&1
 python3 - "$OUT" <<'PY'
 import json, sys

@@ -73,7 +73,7 @@ def do_verify(ctx: Ctx, step: Step, log: Path) -> None:
     from ..verify.checks import exit_code, target_env, verify
 
     checklist = json.loads((ctx.compiled / "checklist.json").read_text())
-    outcomes, _ = verify(checklist, ctx.py, target_env(ctx.plan.env, ctx.plan.data_dir))
+    outcomes, _ = verify(checklist, ctx.py, target_env(ctx.plan.env, ctx.plan.data_dir), own_env=ctx.opts.existing)
     with open(log, "w") as f:
         for o in outcomes:
             f.write(f"{o.status:<7} {o.title}: {o.detail}\n" + (f"        fix: {o.fix}\n" if o.status == "fail" else ""))
@@ -192,7 +192,8 @@ def _run_steps(ctx: Ctx, steps: list[Step], ids: list[str]) -> int:
         run(ctx, s, log)
         state = _load_state(state_path)
         state["steps"][s.id] = {"inputs": step_inputs(ctx, s), "seconds": round(time.monotonic() - t, 1)}
-        state.update(target=ctx.spec.name, variant=ctx.plan.variant, data_dir=str(ctx.data))  # verify and run read these
+        # verify and run read these
+        state.update(target=ctx.spec.name, variant=ctx.plan.variant, data_dir=str(ctx.data), existing=opts.existing)
         atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
         echo(f"{label}: done in {time.monotonic() - t:.1f} s")
         ran.append(s.id)

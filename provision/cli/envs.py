@@ -88,7 +88,8 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
     py = python or f"{plan_.prefix}/bin/python"
     missing = None if python or Path(py).exists() else f"no env at {plan_.prefix}: run `provision apply {loaded.name}`"
     outcomes, gpu = verify(checklist, None if missing else py, target_env(plan_.env, plan_.data_dir),
-                           no_env="skipped: no env to run it in")
+                           no_env="skipped: no env to run it in",
+                           own_env=not python and recorded_state(plan_.prefix).get("existing") is True)
     code = 2 if missing else exit_code(outcomes, strict)
     counts: dict[str, int] = {}
     for o in outcomes:
@@ -117,17 +118,23 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
     raise typer.Exit(code)
 
 
-def recorded_data_dir(prefix: str) -> str | None:
-    """The data dir an env provision made was applied with (state.json), if it says."""
+def recorded_state(prefix: str) -> dict:
+    """What apply recorded about the env at prefix (state.json), or {} when it says nothing."""
     from ..readers import load_json
 
     state = Path(prefix).expanduser() / "share" / "provision" / "state.json"
     if not state.is_file():
-        return None
+        return {}
     try:
-        d = load_json(state, "the env's apply state").get("data_dir")
-    except Exception:  # an unreadable state is no reason to refuse verify: the default applies
-        return None
+        d = load_json(state, "the env's apply state")
+    except Exception:  # an unreadable state is no reason to refuse verify: the defaults apply
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def recorded_data_dir(prefix: str) -> str | None:
+    """The data dir an env provision made was applied with, if its state says."""
+    d = recorded_state(prefix).get("data_dir")
     return d if isinstance(d, str) and d.startswith("/") and "\n" not in d else None
 
 
