@@ -25,8 +25,10 @@ def source_list(ctx: Ctx) -> list[tuple[str, object, Path]]:
     """(name, source, directory), the app first: extensions may live inside it."""
     out: list[tuple[str, object, Path]] = [(upstream_name(ctx.spec), ctx.spec.upstream,
                                             Path(upstream_dir(ctx.spec, str(ctx.data))))]
+    prebuilt = {p.name for p in ctx.plan.extensions if p.build == "prebuilt"}  # installed from the lock's wheel
     for e in ctx.spec.extensions_for(ctx.plan.variant):
-        out.append((e.name, e.source, Path(source_dir(ctx.spec, e, str(ctx.data)))))
+        if e.name not in prebuilt:
+            out.append((e.name, e.source, Path(source_dir(ctx.spec, e, str(ctx.data)))))
     for p in [*ctx.spec.pip.packages, *ctx.spec.variants[ctx.plan.variant].packages]:
         if p.git is not None:
             out.append((p.name, p.git, ctx.data / "src" / p.name))

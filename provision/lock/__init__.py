@@ -99,6 +99,7 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
         if alt and e.hint:
             e.hint += f"; or lock variant {alt}, the same CUDA build without that index: provision lock {loaded.name} --variant {alt}"
         raise
+    pip = [*pip, *_prebuilt_records(loaded, variant, inputs)]
     conda_from = "snapshot" if opts.channel_snapshot else "live"
     cuda = (f"locked: {' '.join(inputs.cuda_specs)}" if opts.cuda_toolkit else
             "not locked (--no-cuda-toolkit): apply can build only with a system nvcc the plan accepts")
@@ -115,6 +116,7 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
         conda_from=f"the channel snapshot in {opts.channel_snapshot.name}/" if opts.channel_snapshot
         else ", ".join(inputs.channels), pip_count=len(pip) - len(inputs.git),
         git=[f"{g.name}@{g.commit[:12]}" for g in inputs.git], cuda_toolkit=cuda, exclude_newer=when,
+        prebuilt=inputs.prebuilt,
     )
     text = lockfile.render(model, header)
     old = path.read_text() if path.is_file() else None
@@ -127,6 +129,23 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
         cats[f"conda:{r.category}"] = cats.get(f"conda:{r.category}", 0) + 1
     return LockResult(loaded.name, variant, path, written, len(conda), len(pip) - len(inputs.git),
                       len(inputs.git), time.perf_counter() - t0, when, cats)
+
+
+def _prebuilt_records(loaded: LoadedSpec, variant: str, inputs: LockInputs) -> list[pip_half.PipRecord]:
+    """The prebuilt wheels the lock takes (prebuilt.py), as hashed pip files like the others:
+    the pip half installs them, mirror carries them, and the plan builds nothing for them."""
+    from packaging.utils import canonicalize_name
+
+    exts = {e.name: e for e in loaded.spec.extensions_for(variant)}
+    out = []
+    for c in inputs.prebuilt:
+        if c["kind"] != "wheel":
+            continue
+        e = exts[c["extension"]]
+        deps = tuple(sorted({"torch", *(canonicalize_name(r.name) for r in e.requires)}))
+        out.append(pip_half.PipRecord(name=canonicalize_name(e.name), version=c["version"], url=c["url"],
+                                      sha256=c["sha256"], dependencies=deps))
+    return out
 
 
 def _previous_pins(path: Path, opts: LockOptions) -> dict[str, str] | None:

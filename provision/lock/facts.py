@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import ids
 from ..spec import TargetSpec
-from .lockfile import (META_INPUTS, META_TOOLKIT, META_TOOLKIT_CXX, META_TOOLKIT_DIGEST, META_VARIANT,
+from .lockfile import (META_INPUTS, META_PREBUILT, META_TOOLKIT, META_TOOLKIT_CXX, META_TOOLKIT_DIGEST, META_VARIANT,
                        lockfile_path)
 
 _META = re.compile(r"^ {4}(provision-[a-z0-9-]+): ?'?([^'\n]*)'?$", re.M)
@@ -30,6 +30,7 @@ class LockFacts:
     toolkit: str | None = None  # CUDA toolkit version in the cuda-toolkit category, when there is one
     toolkit_sha256: str | None = None  # digest of the toolkit's files: names its shared prefix
     toolkit_cxx: str | None = None  # version of the conda g++ the toolkit brings
+    prebuilt: tuple[str, ...] = ()  # extensions the lock installs from a hashed prebuilt wheel (no build)
 
     @property
     def toolkit_dir(self) -> str | None:
@@ -51,8 +52,10 @@ def read(path: Path) -> LockFacts | None:
         return None
     tk, tk_sha, cxx = meta.get(META_TOOLKIT), meta.get(META_TOOLKIT_DIGEST), meta.get(META_TOOLKIT_CXX)
     ok = bool(tk and re.fullmatch(r"\d+\.\d+", tk) and tk_sha and ids.SHA256.fullmatch(tk_sha))
+    names = [n for n in meta.get(META_PREBUILT, "").split(",") if n and n != "none"]
     return LockFacts(variant, inputs, tk if ok else None, tk_sha if ok else None,
-                     cxx if cxx and re.fullmatch(r"\d+(\.\d+){0,3}", cxx) else None)
+                     cxx if cxx and re.fullmatch(r"\d+(\.\d+){0,3}", cxx) else None,
+                     tuple(n for n in names if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", n)))
 
 
 def for_target(lockdir: Path, target: str, variants: list[str]) -> dict[str, LockFacts]:

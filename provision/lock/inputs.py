@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from ..spec import PipPackage, TargetSpec
+from .prebuilt import choices as prebuilt_choices
 
 PYPI = "https://pypi.org/simple"
 LOCK_FORMAT = "1"  # bump when the way inputs are hashed changes
@@ -65,11 +66,14 @@ class LockInputs:
     git: list[GitPin] = field(default_factory=list)
     # the toolkit's wheels (CUDA >= 13): resolved with the rest, kept in category cuda-toolkit
     toolkit_requirements: list[str] = field(default_factory=list)
+    # per extension that lists prebuilt wheels: the lock's choice (prebuilt.py), as plain data
+    prebuilt: list[dict] = field(default_factory=list)
 
     def digest(self) -> str:
         data = asdict(self) | {"lock_format": LOCK_FORMAT}
-        if not data["toolkit_requirements"]:  # absent from specs before CUDA 13: their digests stay as they were
-            del data["toolkit_requirements"]
+        for key in ("toolkit_requirements", "prebuilt"):  # absent from older specs: their digests stay as they were
+            if not data[key]:
+                del data[key]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -133,6 +137,7 @@ def lock_inputs(spec: TargetSpec, variant: str, platform: str = "linux-64") -> L
         cuda_specs=cuda_specs,
         requirements=reqs,
         toolkit_requirements=toolkit_reqs,
+        prebuilt=[c.as_dict() for c in prebuilt_choices(spec, variant)],
         overrides=sorted(_requirement(PipPackage(name=o.name, version=o.version))
                          for o in {o.name: o for o in [*spec.pip.overrides, *v.overrides]}.values()),
         sources=dict(sorted(sources.items())),

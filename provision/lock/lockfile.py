@@ -27,6 +27,8 @@ META_CUDA = "provision-cuda-toolkit"
 META_TOOLKIT = "provision-toolkit"  # the CUDA toolkit version of the cuda-toolkit category
 META_TOOLKIT_DIGEST = "provision-toolkit-sha256"  # names the shared toolkit prefix apply installs it into
 META_TOOLKIT_CXX = "provision-toolkit-cxx"  # the conda g++ the toolkit brings (for hosts whose gcc nvcc refuses)
+META_PREBUILT = "provision-prebuilt"  # the extensions installed from a hashed prebuilt wheel in this lock ("none")
+META_EXT = "provision-ext-"  # + extension name: how the lock has it installed, and why (prebuilt.py)
 
 
 def lockfile_path(lockdir: Path, target: str, variant: str) -> Path:
@@ -85,9 +87,18 @@ def build(inputs: LockInputs, conda: list[CondaRecord], pip: list[PipRecord], so
             **({META_TOOLKIT: inputs.toolkit, META_TOOLKIT_DIGEST: toolkit_digest} if toolkit_digest else {}),
             **({META_TOOLKIT_CXX: cxx} if (cxx := next((r.version for r in conda if r.category != "main"
                                                          and r.name == "gxx_impl_linux-64"), None)) else {}),
+            **({META_PREBUILT: ",".join(c["extension"] for c in inputs.prebuilt if c["kind"] == "wheel") or "none"}
+               if inputs.prebuilt else {}),
+            **{f"{META_EXT}{c['extension']}": c["text"] for c in inputs.prebuilt},
         },
     )
     return Lockfile(package=pkgs, metadata=meta)
+
+
+def prebuilt(lock: object) -> frozenset[str]:
+    """The extensions this lock installs from their project's hashed wheel (no build, no source)."""
+    names = str(custom(lock, META_PREBUILT) or "")
+    return frozenset(n for n in names.split(",") if n and n != "none")
 
 
 def render(lock: object, header: str = "") -> str:

@@ -42,7 +42,9 @@ def url_basename(url: str) -> str:
     return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
-def spec_artifacts(spec: TargetSpec, variant: str) -> list[Artifact]:
+def spec_artifacts(spec: TargetSpec, variant: str, prebuilt: frozenset[str] = frozenset()) -> list[Artifact]:
+    """What a variant needs besides its lock's packages; `prebuilt`: the extensions the lock
+    installs from their project's wheel (lockfile.prebuilt), whose sources are not needed."""
     from ..plan import upstream_name
     from ..spec import GitSource, SdistSource
 
@@ -51,6 +53,8 @@ def spec_artifacts(spec: TargetSpec, variant: str) -> list[Artifact]:
                                     revision=up.commit, submodules=up.submodules)]
     for e in spec.extensions_for(variant):
         src = e.source
+        if e.name in prebuilt:
+            continue
         if isinstance(src, GitSource):
             out.append(Artifact("git", e.name, src.git, f"sources/{e.name}", revision=src.commit,
                                 submodules=src.submodules))

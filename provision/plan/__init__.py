@@ -34,14 +34,17 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
     data = opts.data_dir.rstrip("/")
     prefix = opts.prefix or f"{data}/envs/{spec.name}"
     archs = host.compute_capabilities()
-    exts = spec.extensions_for(variant_key)
     lock = None if locks is None else locks.get(variant_key)
+    # what the lock installs from a hashed prebuilt wheel (lock/prebuilt.py) is not built here
+    prebuilt = set(lock.prebuilt) if lock is not None else set()
+    exts = [e for e in spec.extensions_for(variant_key) if e.name not in prebuilt]
     nvcc, nvcc_findings = plan_nvcc(spec, variant, exts, host, archs, data, lock, locks is not None)
     arch_list = format_arch_list(archs, opts.ptx)
     blockers = (lock_findings(spec, variant_key, locks) + nvcc_findings + arch_findings(spec, nvcc, archs)
                 + resource_blockers(spec, host))
     warnings = host_warnings(spec, host, nvcc) + driver_warnings(spec, variant_key, host, nvcc)
-    ext_plans = []
+    ext_plans = [ExtensionPlan(name=e.name, build="prebuilt", max_jobs=0, peak_gb=0.0)
+                 for e in spec.extensions_for(variant_key) if e.name in prebuilt]
     for e in exts:
         jobs, finding = plan_jobs(e, host)
         ext_plans.append(ExtensionPlan(name=e.name, build=e.build, max_jobs=jobs,
@@ -52,7 +55,8 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
              "arch_digits": ";".join(cc_arch(a).removeprefix("sm_") for a in archs)}
     env = {k: fill(v, subst) for k, v in spec.env_values().items()}
     subst.update(env)
-    steps = plan_steps(loaded, variant_key, exts, ext_plans, nvcc, arch_list, prefix, data, env, subst, archs)
+    built = [p for p in ext_plans if p.build != "prebuilt"]
+    steps = plan_steps(loaded, variant_key, exts, built, nvcc, arch_list, prefix, data, env, subst, archs)
     return Plan(
         target=spec.name, spec_digest=loaded.digest, host_label=host.label, variant=variant_key,
         variant_reason=why, cuda=variant.cuda, torch=spec.torch_version(variant_key), rejected_variants=rejected,

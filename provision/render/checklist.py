@@ -48,17 +48,20 @@ def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -
                    "use a variant whose torch covers this GPU (`provision plan` says which)", gpu=True,
                    expect=list(plan.arch_list)),
         ]
+    prebuilt = {p.name for p in plan.extensions if p.build == "prebuilt"}
     for e in exts.values():
-        checks.append(_check(f"import-{e.name}", "import", f"import {e.module}",
-                             f"rebuild {e.name}: provision apply {spec.name} --from-step build-{e.name}",
-                             module=e.module))
+        redo = (f"reinstall its prebuilt wheel from the lock: provision apply {spec.name} --from-step pip-install"
+                if e.name in prebuilt else f"rebuild {e.name}: provision apply {spec.name} --from-step build-{e.name}")
+        checks.append(_check(f"import-{e.name}", "import", f"import {e.module}", redo, module=e.module))
         if e.nvcc != "none":
+            fix = (f"the prebuilt wheel of {e.name} lacks this GPU's arch: drop its `prebuilt:` record for this build "
+                   f"in the spec and lock again (it is then built for {plan.torch_cuda_arch_list})" if e.name in prebuilt
+                   else f"rebuild {e.name} with TORCH_CUDA_ARCH_LIST={plan.torch_cuda_arch_list}: "
+                        f"provision apply {spec.name} --from-step build-{e.name}")
             checks.append(_check(f"binary-{e.name}", "binary-arch", f"{e.name} carries SASS or PTX for the GPU",
-                                 f"rebuild {e.name} with TORCH_CUDA_ARCH_LIST={plan.torch_cuda_arch_list}: "
-                                 f"provision apply {spec.name} --from-step build-{e.name}",
-                                 module=e.module, expect=list(plan.arch_list),
-                                 **({"dist": e.name} if e.build == "wheel" else {})))
-        if e.build == "inplace":
+                                 fix, module=e.module, expect=list(plan.arch_list),
+                                 **({"dist": e.name} if e.build == "wheel" or e.name in prebuilt else {})))
+        if e.build == "inplace" and e.name not in prebuilt:
             checks.append(_check(f"shim-{e.name}", "pth-shim", f"the .pth shim of {e.name} points into the env",
                                  f"rebuild {e.name} in place under the env (never /tmp)",
                                  file=f"provision-{e.name}.pth", expect=f"{plan.prefix}/share/provision/ext/{e.name}"))

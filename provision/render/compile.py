@@ -116,8 +116,9 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
         f"etc/conda/deactivate.d/provision-{spec.name}.sh": render("compile/conda-deactivate.sh.j2", **ctx),
     }
     shims = []
+    prebuilt = {p.name for p in plan.extensions if p.build == "prebuilt"}
     for e in spec.extensions_for(v):
-        if e.build == "inplace":
+        if e.build == "inplace" and e.name not in prebuilt:
             shims.append(e.name)
             files[f"site-packages/provision-{e.name}.pth"] = render(
                 "compile/pth.j2", what=f"{e.name} (built in place, `build_ext --inplace`)",
@@ -132,7 +133,8 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
         files["requirements.txt"] = render("requirements.txt.j2", target=spec.name, variant=v, pins=pins,
                                            git=[p for p in pins or [] if p.git])
     files["checklist.json"] = _json(compile_checklist(spec, plan, pins))
-    arts = spec_artifacts(spec, v) + (lock_artifacts(lock) if lock is not None else [])
+    arts = (spec_artifacts(spec, v, lockfile.prebuilt(lock)) + lock_artifacts(lock) if lock is not None
+            else spec_artifacts(spec, v))
     files.update(mirror_files(spec.name, v, arts))
     wsl = bool(host.wsl)
     if wsl:
@@ -180,9 +182,10 @@ def _extension_rows(spec: TargetSpec, plan: Plan) -> list[dict[str, str]]:
         where = (f"{src.git} @ {src.commit[:12]}" + (f" ({src.subdirectory})" if src.subdirectory else "")
                  if isinstance(src, GitSource) else f"{url_file_name(src.sdist)} (sha256 {src.sha256[:12]})"
                  if isinstance(src, SdistSource) else f"{src.upstream_path}/ of the upstream checkout")
-        how = ("a wheel (uv build --no-build-isolation), installed --no-deps" if e.build == "wheel"
-               else "in place under the env, imported through a .pth shim")
-        rows.append({"name": e.name, "source": where, "how": how, "jobs": str(ep.max_jobs),
+        how = ("its project's prebuilt wheel, a hashed file of the lockfile (installed with the pip half, not "
+               "compiled)" if ep.build == "prebuilt" else "a wheel (uv build --no-build-isolation), installed --no-deps"
+               if e.build == "wheel" else "in place under the env, imported through a .pth shim")
+        rows.append({"name": e.name, "source": where, "how": how, "jobs": str(ep.max_jobs) if ep.max_jobs else "-",
                      "nvcc": "no CUDA" if e.nvcc == "none" else (plan.nvcc.version or "?")})
     return rows
 

@@ -1,7 +1,8 @@
 """Spec stage: a target's YAML (and the fragments it includes) -> a validated `LoadedSpec`.
 
     fields.py   the strict base model and the field checks models share
-    models.py   the target schema (sources, packages, variants, extensions, env, app, checklist)
+    models.py   the target schema (packages, variants, extensions, env, app, checklist)
+    sources.py  where what is built comes from (git commit, sdist by hash, upstream directory)
     weights.py  Hugging Face repos, URL weights and torch.hub repos
     rules.py    rules that relate one part of a spec to another
     yamlloc.py  YAML loading that keeps file:line for every value

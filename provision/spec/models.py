@@ -12,11 +12,12 @@ from typing import Annotated, Literal, Union
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from pydantic import AfterValidator, Discriminator, Field, StrictStr, Tag, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, StrictBool, StrictStr, Tag, field_validator, model_validator
 
 from .. import ids
 from .fields import (Code, Command, Commit, DottedStr, Identifier, EnvName, ModuleName, Number, PackageName, PipVersion, Prose, RelPath,
                      Sha256, StrictModel, TargetName, Text, Url)
+from .sources import GitSource, SdistSource, Source, UpstreamPathSource  # noqa: F401 (re-exported)
 from .weights import Weights
 
 
@@ -44,59 +45,6 @@ def _host(v: str) -> str:
 Channel = Annotated[StrictStr, AfterValidator(_channel)]
 CondaVersion = Annotated[StrictStr, AfterValidator(_conda_version)]
 Host = Annotated[StrictStr, AfterValidator(_host)]
-
-# --- sources -----------------------------------------------------------------------
-
-
-class GitSource(StrictModel):
-    """A git repository at a fixed commit (never a branch: branches move)."""
-
-    git: Url
-    commit: Commit
-    tag: Text | None = None  # informational: the tag that commit carries
-    subdirectory: RelPath | None = None  # inside the checkout: never a way out of it
-    submodules: bool = False
-
-
-class SdistSource(StrictModel):
-    """A source archive by URL, checked by sha256."""
-
-    sdist: Url
-    sha256: Sha256
-
-    @field_validator("sdist")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        ids.url_file_name(v)  # it is saved under that name: it must be one safe file name
-        return v
-
-
-class UpstreamPathSource(StrictModel):
-    """A directory inside the target's own upstream checkout (o-voxel in TRELLIS.2)."""
-
-    upstream_path: RelPath  # inside the upstream checkout
-
-
-def _source_tag(v: object) -> str | None:
-    if isinstance(v, dict):
-        for key, tag in (("git", "Git"), ("sdist", "Sdist"), ("upstream_path", "UpstreamPath")):
-            if key in v:
-                return tag
-        return None
-    return {GitSource: "Git", SdistSource: "Sdist", UpstreamPathSource: "UpstreamPath"}.get(type(v))
-
-
-Source = Annotated[
-    Union[
-        Annotated[GitSource, Tag("Git")],
-        Annotated[SdistSource, Tag("Sdist")],
-        Annotated[UpstreamPathSource, Tag("UpstreamPath")],
-    ],
-    Discriminator(_source_tag, custom_error_type="source_kind",
-                  custom_error_message="a source needs one of `git:` (with `commit:`), `sdist:` (with `sha256:`) "
-                                       "or `upstream_path:`"),
-]
-
 
 # --- identity, conda, pip ------------------------------------------------------------
 
@@ -235,8 +183,30 @@ class Variant(StrictModel):
 # --- extensions --------------------------------------------------------------------
 
 
+class PrebuiltWheel(StrictModel):
+    """A wheel an extension's own project publishes for one torch / CUDA major / C++ ABI /
+    Python (flash-attn's release assets). The lock takes it instead of building only when a
+    public record gives its sha256; `record` says where that was read, or what was searched."""
+
+    url: Url
+    torch: Annotated[StrictStr, Field(pattern=r"^\d+\.\d+$")]  # major.minor it was built against
+    cuda: Annotated[StrictStr, Field(pattern=r"^\d+$")]  # CUDA major (flash-attn: cu12 for any 12.x)
+    cxx11_abi: StrictBool
+    python: Annotated[StrictStr, Field(pattern=r"^3\.\d+$")]
+    sha256: Sha256 | None = None  # None: no public record of its hash was found
+    record: Prose
+
+    @field_validator("url")
+    @classmethod
+    def _wheel(cls, v: str) -> str:
+        if not ids.url_file_name(v).endswith(".whl"):
+            raise ValueError("a prebuilt wheel's URL ends with its .whl file name")
+        return v
+
+
 class Extension(StrictModel):
-    """A CUDA extension built from source on the user's machine."""
+    """A CUDA extension built from source on the user's machine (or, where the lock found a
+    hashed wheel its project publishes for this exact build, installed from that wheel)."""
 
     name: PackageName
     module: ModuleName  # what `import` names
@@ -255,6 +225,7 @@ class Extension(StrictModel):
     # SASS runs on sm_86): {ext_arch_digits} in `env` names them (default: the planned archs).
     build_archs: list[DottedStr] | None = None
     variants: list[StrictStr] | None = None  # only for these variants (default: all; rules.py checks each)
+    prebuilt: list[PrebuiltWheel] = Field(default_factory=list, max_length=256)  # lock/prebuilt.py chooses
     smoke: Code | None = None  # Python run on the GPU after install
     why: Prose | None = None
 
