@@ -30,6 +30,7 @@ def expand_path(env: dict[str, str]) -> str:
     """A step's PATH ("DIR:...:$PATH") with this process's PATH put in for $PATH."""
     return env.get("PATH", "$PATH").replace("$PATH", os.environ.get("PATH", ""))
 
+
 def run_logged(ctx: Ctx, argv: list[str] | str, log: Path, env: dict[str, str] | None = None,
                cwd: str | Path | None = None) -> None:
     """Run a command, output to `log`; on failure raise with the log's tail and a diagnosis."""
@@ -52,6 +53,7 @@ def run_logged(ctx: Ctx, argv: list[str] | str, log: Path, env: dict[str, str] |
             msg += f"\n\ncause: {d.cause}"
         raise ApplyError(msg, hint=d.fix if d else f"see {log}")
 
+
 def status_line(elapsed: float, log_tail: str, width: int = 100) -> str:
     """One line for a running command: elapsed time and the log's last line (ninja's [n/N] first)."""
     last = next((line.strip() for line in reversed(log_tail.splitlines()) if line.strip()), "")
@@ -60,6 +62,7 @@ def status_line(elapsed: float, log_tail: str, width: int = 100) -> str:
         src = re.findall(r"[\w./-]+\.(?:cu|cpp|cc|c)\b", step.group(2))
         last = f"[{step.group(1)}] {src[-1].rsplit('/', 1)[-1] if src else step.group(2)}"
     return f"    {elapsed:5.0f} s  {last}"[:width]
+
 
 def _wait_showing_progress(p: subprocess.Popen, log: Path, show: bool) -> None:  # type: ignore[type-arg]
     """Wait for `p`; on a terminal, keep one line up to date with its progress."""

@@ -14,6 +14,7 @@ from ..spec import LoadedSpec, TargetSpec
 class ApplyError(ProvisionError):
     exit_code = 2  # a refused plan, a step that failed, a check that failed: README's exit codes
 
+
 @dataclass
 class ApplyOptions:
     lockdir: Path
@@ -30,6 +31,7 @@ class ApplyOptions:
     fleet_group: str | None = None  # the toolchain digest `fleet plan` grouped this host by: refuse if it moved
     progress: bool = False  # a live status line under a running step (the CLI sets it on a terminal)
     wait: bool = False  # another apply holds the prefix: wait for it instead of stopping
+
 
 @dataclass
 class Ctx:

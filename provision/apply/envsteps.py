@@ -32,6 +32,7 @@ def do_create_env(ctx: Ctx, step: Step, log: Path) -> None:
     recs = lockfile.conda_records(lock, categories={"main"})  # the build toolkit has a prefix of its own
     rattler_install(ctx, recs, log, ctx.prefix)
 
+
 def _host_python(ctx: Ctx) -> str:
     want = ctx.spec.python
     for cand in (f"python{want}", "python3", sys.executable):
@@ -43,6 +44,7 @@ def _host_python(ctx: Ctx) -> str:
             return path
     raise ApplyError(f"no Python {want} on this machine for a venv",
                      hint=f"install python{want}, pass --python PATH, or drop --venv to get it from conda-forge")
+
 
 def rattler_install(ctx: Ctx, recs: list, log: Path, target: Path) -> None:  # type: ignore[type-arg]
     """Install the locked conda records; offline, from the seeded channel, checking each file's
@@ -76,6 +78,7 @@ def rattler_install(ctx: Ctx, recs: list, log: Path, target: Path) -> None:  # t
         f.write(f"rattler: installing {len(records)} conda packages into {target}\n")
     asyncio.run(rattler.install(records, target_prefix=target, cache_dir=cache_dir() / "rattler-pkgs"))
 
+
 def _requirements(ctx: Ctx) -> Path:
     """The compiled requirements; offline, the same pins by name, found in the wheelhouse."""
     req = ctx.compiled / "requirements.txt"
@@ -89,11 +92,14 @@ def _requirements(ctx: Ctx) -> Path:
     atomic_write_text(off, "\n".join(lines) + "\n")
     return off
 
+
 def pip_argv(ctx: Ctx) -> list[str]:
     return [ctx.py, "-m", "pip", "--disable-pip-version-check", "--no-input"]
 
+
 def index_args(ctx: Ctx) -> list[str]:
     return ["--no-index", "--find-links", str(ctx.data / "wheelhouse")] if ctx.opts.offline else []
+
 
 def do_pip_install(ctx: Ctx, step: Step, log: Path) -> None:
     run_logged(ctx, [*pip_argv(ctx), "install", "--no-deps", "--require-hashes", *index_args(ctx), "-r",
@@ -103,12 +109,14 @@ def do_pip_install(ctx: Ctx, step: Step, log: Path) -> None:
             run_logged(ctx, [*pip_argv(ctx), "install", "--no-deps", "--no-build-isolation", *index_args(ctx),
                              str(ctx.data / "src" / p.name)], log)
 
+
 def freeze(ctx: Ctx) -> dict[str, str]:
     r = subprocess.run([ctx.py, "-m", "pip", "--disable-pip-version-check", "list", "--format=json"],
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise ApplyError(f"cannot list the env's packages: {r.stderr.strip()[-300:]}")
     return {d["name"].lower().replace("_", "-"): d["version"] for d in json.loads(r.stdout)}
+
 
 def do_torch_guard(ctx: Ctx, step: Step, log: Path) -> None:
     installed = freeze(ctx)
@@ -120,6 +128,7 @@ def do_torch_guard(ctx: Ctx, step: Step, log: Path) -> None:
         if have is None or have.split("+")[0] != want.split("+")[0] or ("+" in want and have != want):
             raise ApplyError(f"torch {have} is installed, the lock says {want}",
                              hint="reinstall from the lock: provision apply --from-step pip-install")
+
 
 def guard_after(ctx: Ctx, what: str, own: str | None = None) -> None:
     """Nothing a build did may move a pinned package (but the extension itself, `own`: a build

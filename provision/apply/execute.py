@@ -42,6 +42,7 @@ def do_compile(ctx: Ctx, step: Step, log: Path) -> None:
         plan=PlanOptions(variant=ctx.plan.variant, prefix=ctx.plan.prefix, data_dir=ctx.plan.data_dir)))
     write_tree(files, ctx.compiled)
 
+
 def do_activation(ctx: Ctx, step: Step, log: Path) -> None:
     for rel in (f"etc/conda/activate.d/provision-{ctx.spec.name}.sh", f"etc/conda/deactivate.d/provision-{ctx.spec.name}.sh"):
         backup = write_ours(ctx.prefix / rel, (ctx.compiled / rel).read_text())
@@ -69,6 +70,7 @@ def do_weights(ctx: Ctx, step: Step, log: Path) -> None:
                     Path(env.get("TORCH_HOME") or ctx.data / "torch"), ctx.data)
     apply_seed(rep)
 
+
 def do_verify(ctx: Ctx, step: Step, log: Path) -> None:
     from ..verify.checks import exit_code, target_env, verify
 
@@ -82,11 +84,13 @@ def do_verify(ctx: Ctx, step: Step, log: Path) -> None:
         raise ApplyError(f"verify: {len(bad)} required check(s) fail: " + "; ".join(f"{o.title}: {o.detail}" for o in bad[:3]),
                          hint=f"provision verify {ctx.spec.name} shows every check and its fix ({log})")
 
+
 EXECUTORS: dict[str, Callable[[Ctx, Step, Path], None]] = {
     "compile": do_compile, "sources": do_sources, "create-env": do_create_env, "pip-install": do_pip_install,
     "torch-guard": do_torch_guard, "toolkit": do_toolkit, "app": do_app, "activation": do_activation, "weights": do_weights,
     "verify": do_verify,
 }
+
 
 def executor(step: Step) -> Callable[[Ctx, Step, Path], None] | None:
     if step.id.startswith("build-deps-"):
@@ -113,11 +117,13 @@ def step_inputs(ctx: Ctx, step: Step) -> str:
             h.update(f"{name}:{m.read_text() if m.is_file() else ''}".encode())
     return h.hexdigest()
 
+
 def _load_state(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {"steps": {}}
+
 
 def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callable[[str], None] = print) -> int:  # type: ignore[no-untyped-def]
     if plan.blockers:

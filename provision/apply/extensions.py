@@ -47,11 +47,13 @@ def measured_toolchain(ctx: Ctx, ext, env: dict[str, str]) -> Toolchain:  # type
                      arch_list=env.get("TORCH_CUDA_ARCH_LIST", ""),
                      cxx=norm_cxx(cxx.name, cxx.version) if cxx else "none", nvcc=norm_cuda(nvcc))
 
+
 def build_key(ctx: Ctx, ext, src: Path, env: dict[str, str]) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Everything that changes an extension's binary (plan/binary.py); its hash names the cached build."""
     marker = source_marker(src) if source_marker(src).exists() else source_marker(src.parent)
     pin = marker.read_text().split()[0] if marker.is_file() else ""
     return ext_key(measured_toolchain(ctx, ext, env), ext, pin)
+
 
 def warn_without_ninja(ctx: Ctx, ext, env: dict[str, str], log: Path) -> None:  # type: ignore[no-untyped-def]
     """torch's BuildExtension silently falls back to one compiler at a time without ninja."""
@@ -63,6 +65,7 @@ def warn_without_ninja(ctx: Ctx, ext, env: dict[str, str], log: Path) -> None:  
         ctx.echo(msg)
         with open(log, "a") as f:
             f.write(msg + "\n")
+
 
 def do_build(ctx: Ctx, step: Step, log: Path) -> None:
     name = step.id.removeprefix("build-")
@@ -129,6 +132,7 @@ def do_build(ctx: Ctx, step: Step, log: Path) -> None:
         write_ours(purelib(ctx) / f"provision-{name}.pth", text)
     guard_after(ctx, f"building {name}", own=name)
 
+
 def _tree_version(ctx: Ctx, tree: Path, env: dict[str, str]) -> str:
     """The version an in-place tree's setup.py declares (its published wheel carries it), else 0."""
     from packaging.version import InvalidVersion, Version
@@ -139,6 +143,7 @@ def _tree_version(ctx: Ctx, tree: Path, env: dict[str, str]) -> str:
         return str(Version(([line for line in r.stdout.splitlines() if line.strip()] or ["0"])[-1].strip()))
     except (OSError, subprocess.TimeoutExpired, InvalidVersion):
         return "0"
+
 
 def build_environment(ctx: Ctx, step: Step) -> dict[str, str]:
     """The planned build env, completed with what only this machine can say:

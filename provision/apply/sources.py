@@ -21,6 +21,7 @@ from .context import ApplyError, Ctx
 def source_marker(d: Path) -> Path:
     return d / ".provision-source"
 
+
 def source_list(ctx: Ctx) -> list[tuple[str, object, Path]]:
     """(name, source, directory), the app first: extensions may live inside it."""
     out: list[tuple[str, object, Path]] = [(upstream_name(ctx.spec), ctx.spec.upstream,
@@ -33,6 +34,7 @@ def source_list(ctx: Ctx) -> list[tuple[str, object, Path]]:
         if p.git is not None:
             out.append((p.name, p.git, ctx.data / "src" / p.name))
     return out
+
 
 def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
     src_root = paths.owned_dir(ctx.data / "src")  # every checkout lives here; only here is anything replaced
@@ -77,6 +79,7 @@ def do_sources(ctx: Ctx, step: Step, log: Path) -> None:
                 run_logged(ctx, ["git", "-C", str(root), "submodule", "update", "--init", "--recursive"], log)
         source_marker(root).write_text(f"{pin}\n")
 
+
 def _copy_local(ctx: Ctx, name: str, dest: Path, src_root: Path) -> None:
     local = ctx.opts.sources[name]
     paths.remove_tree(dest, src_root, f"the earlier copy of {name}'s source")
@@ -97,6 +100,7 @@ def _fetch_sdist(ctx: Ctx, name: str, src: SdistSource, dest: Path, log: Path) -
     from ..offline.download import Job, fetch, session
 
     fetch(Job(src.sdist, dest, sha256=src.sha256, label=name), session())
+
 
 def dir_digest(d: Path) -> str:
     h = hashlib.sha256()

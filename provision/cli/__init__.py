@@ -93,5 +93,6 @@ def main() -> None:
         memo.forget()  # a run that did not record itself leaves nothing for the next one to misuse
     sys.exit(rc if isinstance(rc, int) else 0)
 
+
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ from .. import ids
 from ..errors import UsageError
 from ..secrets import redact, redact_obj
 
+
 class _Commands(typer.core.TyperGroup):
     """`--help` lists each command with its first sentence, wrapped (click cuts it at the width)."""
 

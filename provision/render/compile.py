@@ -45,8 +45,6 @@ def _json(data: object) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
-
-
 def mirror_files(target: str, variant: str, arts: list[Artifact]) -> dict[str, str]:
     """mirror/mirror.sh with its SHA256SUMS (and MD5SUMS where upstream gives only md5)."""
     files = [a for a in arts if a.kind not in ("git", "hf-repo") and (a.sha256 or a.md5)]
