@@ -147,7 +147,9 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
                 echo("    env: " + " ".join(f"{k}={v}" for k, v in s.env.items()))
         echo("dry run: nothing was changed")
         return 0
-    with PrefixLock(ctx.prefix, ctx.data, opts.wait):
+    from ..settings import cache_dir
+
+    with PrefixLock(ctx.prefix, cache_dir() / "locks", opts.wait):  # not the data dir: another apply may name another
         return _run_steps(ctx, steps, ids)
 
 

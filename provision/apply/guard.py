@@ -45,13 +45,15 @@ def check_prefix(prefix: Path, data: Path, existing: bool) -> None:
 
 
 class PrefixLock:
-    """flock on DATA/locks/<prefix digest>.lock for as long as apply runs."""
+    """flock on LOCKS/<prefix digest>.lock for as long as apply works on a prefix. LOCKS must be
+    one place for every apply that may name the prefix: for an env that is provision's cache
+    (two applies with different --data-dir still share it), for a toolkit its data dir."""
 
-    def __init__(self, prefix: Path, data: Path, wait: bool) -> None:
+    def __init__(self, prefix: Path, locks: Path, wait: bool) -> None:
         self.prefix = prefix
         self.wait = wait
         key = hashlib.sha256(str(paths.real(prefix)).encode()).hexdigest()[:24]
-        self.path = paths.owned_dir(data / "locks") / f"{key}.lock"
+        self.path = paths.owned_dir(locks) / f"{key}.lock"
         self.fd: int | None = None
 
     def __enter__(self) -> "PrefixLock":

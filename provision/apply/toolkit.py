@@ -66,7 +66,7 @@ def install_toolkit(ctx: Ctx, home: Path, log: Path) -> None:
                               f"--variant {ctx.plan.variant}")
     digest = lockfile.toolkit_digest([r.hash.sha256 for r in conda] + [w.sha256 for w in wheels])
     root = paths.owned_dir(home.parent)
-    with PrefixLock(home, ctx.data, wait=True):  # two applies sharing a toolkit install it once
+    with PrefixLock(home, ctx.data / "locks", wait=True):  # two applies sharing a toolkit install it once
         done = home / DONE
         if done.is_file() and done.read_text().strip() == digest:
             with open(log, "a") as f:
