@@ -109,7 +109,7 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
     model = lockfile.build(inputs, conda, pip, _source_name(loaded), when, conda_from, cuda,
                            toolkit_digest=lockfile.toolkit_digest([r.sha256 for r in toolkit]) if toolkit else None)
     header = render(
-        "conda-lock-header.j2", target=loaded.name, variant=variant, platform=inputs.platform,
+        "conda-lock-header.j2", target=loaded.name, spec_ref=_spec_ref(loaded), variant=variant, platform=inputs.platform,
         source=_source_name(loaded), extra_args=_extra_args(opts), conda_count=len(conda),
         cuda_category=any(r.category != conda_half.MAIN for r in conda),
         cuda_count=sum(r.category != conda_half.MAIN for r in conda),
@@ -171,8 +171,20 @@ def _same_cuda_without(loaded: LoadedSpec, variant: str, index: str | None, plat
     return None
 
 
+def _shipped(loaded: LoadedSpec) -> bool:
+    from ..settings import envs_dir
+
+    return loaded.path.resolve().parent == envs_dir().resolve()
+
+
 def _source_name(loaded: LoadedSpec) -> str:
-    return f"envs/{loaded.path.name}"
+    """The spec a lockfile was made from, as its header and metadata name it."""
+    return f"envs/{loaded.path.name}" if _shipped(loaded) else _rel(loaded.path)
+
+
+def _spec_ref(loaded: LoadedSpec) -> str:
+    """What `provision lock` is given to make it again: the target's name for a shipped spec."""
+    return loaded.name if _shipped(loaded) else _rel(loaded.path)
 
 
 def _extra_args(opts: LockOptions) -> str:
