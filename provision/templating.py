@@ -14,6 +14,12 @@ language (jinja2's `finalize`), so a template cannot forget it:
   at all may be printed into it, so nothing from a spec or a host can reach a line Python runs;
 - YAML for Ansible (`*.yml.j2`): every value a JSON scalar or list (JSON is YAML), control
   characters and Jinja delimiters (`{{`, `{%`, `{#`, which Ansible would evaluate) refused;
+- Dockerfiles (`Dockerfile.j2`): a value is one double-quoted word (`"`, `\\` and `$` escaped, so
+  Docker expands no variable in it: ENV, LABEL); a command is the `exec` filter's JSON array
+  (RUN, CMD, HEALTHCHECK, COPY: no shell, no expansion); a bare token (an image, a stage, a
+  flag) is the `word` filter's, which allows no space, quote or `$`; a comment is the `comment`
+  filter's; control characters refused everywhere (a newline would start an instruction);
+- Compose files (`compose.yaml.j2`): as YAML above, and `$` doubled (compose interpolates `${X}`);
 - everything else (Markdown, plain text): printed as it is.
 
 Output that is deliberately raw shell (a fragment provision itself wrote) is wrapped in
@@ -23,6 +29,7 @@ inside), and stays rare. Templates fail loudly on a missing name (StrictUndefine
 
 from __future__ import annotations
 
+import re
 import shlex
 from functools import lru_cache
 from typing import Any
@@ -135,8 +142,66 @@ def _yaml(template: str):  # type: ignore[no-untyped-def]
     return finalize
 
 
+_WORD = re.compile(r"[A-Za-z0-9/-][A-Za-z0-9._/:@+=,-]*")
+
+
+def _dockerfile(template: str):  # type: ignore[no-untyped-def]
+    def finalize(value: Any) -> Any:
+        if isinstance(value, (Raw, Markup)):  # a filter's output below, or provision's own text
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if not isinstance(value, str):
+            raise UnsafeValue(f"{template}: cannot write a {type(value).__name__} into a Dockerfile",
+                              hint="pass a string, or a list through the `exec` filter")
+        if CONTROL.search(value):
+            _refuse(value, template, "a newline or another control character would end the instruction")
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+    return finalize
+
+
+def _docker_filters(template: str) -> dict[str, Any]:
+    """`exec` (a JSON array: RUN, CMD, COPY), `word` (a bare token) and `comment` (a line's text)."""
+    import json
+
+    def one_line(v: Any) -> str:
+        if not isinstance(v, (str, int)) or isinstance(v, bool):
+            raise UnsafeValue(f"{template}: cannot write a {type(v).__name__} into a Dockerfile")
+        text = str(v)
+        if CONTROL.search(text):
+            _refuse(text, template, "a newline or another control character would end the instruction")
+        return text
+
+    def exec_(argv: Any) -> Raw:
+        if not isinstance(argv, (list, tuple)) or not argv:
+            raise UnsafeValue(f"{template}: `exec` takes a non-empty list of arguments")
+        return Raw(json.dumps([one_line(a) for a in argv], ensure_ascii=True))
+
+    def word(v: Any) -> Raw:
+        text = one_line(v)
+        if not _WORD.fullmatch(text):
+            _refuse(text, template, "a bare Dockerfile token has no space, quote, backslash or `$`")
+        return Raw(text)
+
+    return {"exec": exec_, "word": word, "comment": lambda v: Raw(one_line(v))}
+
+
+def _compose(template: str):  # type: ignore[no-untyped-def]
+    as_yaml = _yaml(template)
+
+    def finalize(value: Any) -> Any:
+        if isinstance(value, Raw):
+            return value
+        return as_yaml(value).replace("$", "$$")  # compose reads `$$` as one `$` and expands no variable
+    return finalize
+
+
 def language(template: str) -> str:
     name = template.rsplit("/", 1)[-1]
+    if name == "Dockerfile.j2":
+        return "dockerfile"
+    if name == "compose.yaml.j2":
+        return "compose"
     if name.endswith(".sh.j2"):
         return "shell"
     if name.endswith(".html.j2"):
@@ -149,7 +214,7 @@ def language(template: str) -> str:
         return "pth"
     if name == "shims.pth.j2":
         return "code-pth"
-    if name in ("requirements.txt.j2", "wslconfig.j2", "conda-lock-header.j2"):
+    if name in ("requirements.txt.j2", "wslconfig.j2", "conda-lock-header.j2", "dockerignore.j2"):
         return "lines"
     return "text"
 
@@ -160,8 +225,9 @@ def _env(lang: str, template: str):  # type: ignore[no-untyped-def]
 
     finalize = {"shell": _shell(template), "pth": _lines(template, True), "lines": _lines(template, False),
                 "html": _html(template), "yaml": _yaml(template), "python": _python(template),
-                "code-pth": _code_pth(template)}.get(lang)
-    return jinja2.Environment(
+                "code-pth": _code_pth(template), "dockerfile": _dockerfile(template),
+                "compose": _compose(template)}.get(lang)
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -170,6 +236,9 @@ def _env(lang: str, template: str):  # type: ignore[no-untyped-def]
         autoescape=False,
         finalize=finalize,
     )
+    if lang == "dockerfile":
+        env.filters.update(_docker_filters(template))
+    return env
 
 
 def render(template: str, **context: Any) -> str:

@@ -54,6 +54,25 @@ USAGE = [
     ("run-stray-argument", ["run", "triposr", "stray"], "arguments after the target are for --cli"),
     ("run-port-0", ["run", "triposr", "--port", "0"], "Invalid value for '--port'"),
     ("run-no-env", ["run", "triposr", "--host", HOST, "--data-dir", "EMPTY"], "no env at"),
+    ("run-host-address-space", ["run", "triposr", "--host-address", "every where"], "--host-address 'every where'"),
+    ("plan-arch-list-sm", ["plan", "triposr", "--host", HOST, "--arch-list", "sm_120"], "write it 12.0"),
+    ("apply-arch-list-trailing", ["apply", "triposr", "--host", HOST, "--dry-run", "--arch-list", "8.6;"], "empty item"),
+    ("dockerfile-arch-86", ["dockerfile", "trellis", "--arch-list", "86", "--out", "OUT"],
+     "'86' is not a compute capability"),
+    ("dockerfile-arch-sm86", ["dockerfile", "trellis", "--arch-list", "sm_86", "--out", "OUT"], "write it 8.6"),
+    ("dockerfile-arch-empty", ["dockerfile", "trellis", "--arch-list", "", "--out", "OUT"], "an empty arch list"),
+    ("dockerfile-host-not-json", ["dockerfile", "trellis", "--host", "NOTJSON", "--out", "OUT"], "not valid JSON"),
+    ("dockerfile-host-missing", ["dockerfile", "trellis", "--host", "/nonexistent/h.json", "--out", "OUT"],
+     "no such file"),
+    ("dockerfile-out-is-a-file", ["dockerfile", "trellis", "--arch-list", "8.6", "--out", "JUNK"], "is not a directory"),
+    ("dockerfile-out-is-root", ["dockerfile", "trellis", "--arch-list", "8.6", "--out", "/"], "system directory"),
+    ("dockerfile-which-gpus", ["dockerfile", "trellis", "--out", "OUT"], "which GPUs is the image for"),
+    ("dockerfile-hosts-and-archs", ["dockerfile", "trellis", "--host", HOST, "--arch-list", "9.0", "--out", "OUT"],
+     "not both"),
+    ("dockerfile-spec-file", ["dockerfile", "JUNK", "--arch-list", "9.0", "--out", "OUT"], "is not a target of"),
+    ("dockerfile-not-a-bundle", ["dockerfile", "trellis", "--arch-list", "9.0", "--bundle", "EMPTY", "--out", "OUT"],
+     "is not a bundle"),
+    ("dockerfile-no-out", ["dockerfile", "trellis", "--arch-list", "9.0"], "Missing option '--out'"),
 ]
 
 
@@ -61,6 +80,7 @@ def _w(tmp_path: Path):  # type: ignore[no-untyped-def]
     w = make_world(tmp_path)
     (w.root / "EMPTY").mkdir()
     (w.root / "JUNK").write_text('{"not": "a checklist"}')
+    (w.root / "NOTJSON").write_text("GPU: RTX 4090, driver 550\n")
     w.allowed = [w.root / "OUT", w.root / "LOCKS"]
     return w
 
@@ -78,7 +98,7 @@ def test_the_help_of_every_command_exits_0(tmp_path: Path) -> None:
     w = _w(tmp_path)
     before = w.snapshot()
     for cmd in ("list", "show", "validate", "doctor", "plan", "wslconfig", "lock", "compile", "mirror", "seed",
-                "verify", "apply", "run"):
+                "verify", "apply", "run", "dockerfile"):
         r = run([cmd, "--help"], cwd=w.root)
         judge(r, w, before, 0, ("Usage",))
 

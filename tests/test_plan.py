@@ -405,3 +405,37 @@ def test_trellis2_plans_its_blackwell_line_on_the_rtx_5070_ti() -> None:
     p = plan("trellis2", "rtx5070ti-wsl2")
     assert p.variant == "cu128" and p.torch == "2.8.0" and p.torch_cuda_arch_list == "12.0"
     assert [b.what for b in p.blockers] == ["NVIDIA GeForce RTX 5070 Ti has 15.9 GB; trellis2 needs 24 GB of VRAM"]
+
+
+def test_an_explicit_arch_list_plans_for_gpus_that_are_not_here() -> None:
+    """A build machine (or an image's build stage) with no GPU plans for the GPUs of others: their
+    archs, no "no NVIDIA GPU found" blocker, and a warning that the GPU checks happen where it runs."""
+    p = plan("trellis", "no-gpu", arch_list=("9.0", "8.6", "8.9"))
+    assert p.torch_cuda_arch_list == "8.6;8.9;9.0" and p.arch_list == ["8.6", "8.9", "9.0"]
+    assert not p.blockers, p.blockers
+    assert any("not for this machine's GPUs" in w.what for w in p.warnings)
+    build = next(s for s in p.steps if s.id == "build-nvdiffrast")
+    assert build.env["TORCH_CUDA_ARCH_LIST"] == "8.6;8.9;9.0"
+    assert any("no NVIDIA GPU" in b.what for b in plan("trellis", "no-gpu").blockers)  # without it: blocked
+    with pytest.raises(PlanRefused, match="no variant of trellis") as e:
+        plan("trellis", "no-gpu", arch_list=("8.6", "12.0"))
+    assert any("sm_120" in r for r in e.value.reasons)
+
+
+def test_a_variant_for_several_hosts_must_run_on_each() -> None:
+    p = plan("trellis", "no-gpu", arch_list=("8.6", "9.0"), runs_on=(host("rtx3090-wsl2-16g"), host("h100-cuda13")))
+    assert p.variant == "cu121-pypi" and "the 2 host(s) given" in p.variant_reason
+    with pytest.raises(PlanRefused, match="every host given") as e:
+        plan("trellis", "no-gpu", arch_list=("8.6",), runs_on=(host("rtx3090-wsl2-16g"), host("rtx5070ti-wsl2")))
+    assert any(r.startswith("cu121-pypi: host 2 (RTX 5070 Ti") for r in e.value.reasons), e.value.reasons
+    assert "host 2" in (e.value.hint or "") and "sm_120" in (e.value.hint or "")
+
+
+@pytest.mark.parametrize("text,words", [("86", "write it 8.6"), ("sm_86", "write it 8.6"), ("", "empty arch list"),
+                                        ("8.6;;9.0", "empty item"), ("8.6+PTX", "--ptx"), ("8.6.1", "major.minor")])
+def test_an_arch_list_is_parsed_strictly(text: str, words: str) -> None:
+    from provision.plan import parse_arch_list
+
+    with pytest.raises(ValueError, match=words.replace("+", r"\+")):
+        parse_arch_list(text)
+    assert parse_arch_list(" 9.0;8.6 ;8.6") == ("8.6", "9.0")

@@ -479,7 +479,10 @@ def test_cli_without_a_cli_entry(world: World) -> None:
     (["stray"], "arguments after the target are for --cli"),
     (["--cli", "--port", "8000"], "are for the web app, not --cli"),
     (["--bogus"], "No such option"),
-], ids=["port-0", "port-text", "timeout-0", "stray-argument", "cli-with-port", "unknown-option"])
+    (["--host-address", "0.0.0.0;touch x"], "--host-address '0.0.0.0;touch x'"),
+    (["--cli", "--host-address", "0.0.0.0"], "--host-address is for the web app"),
+], ids=["port-0", "port-text", "timeout-0", "stray-argument", "cli-with-port", "unknown-option", "bad-address",
+        "cli-with-address"])
 def test_usage_errors_exit_2(world: World, argv: list[str], words: str) -> None:
     r = world.cli(*argv)
     assert r.code == 2 and words in r.text, r.text
@@ -523,6 +526,21 @@ def test_a_wildcard_host_is_probed_on_loopback_and_an_ipv6_one_in_brackets(world
     assert lp.url == "http://[::1]:9000/" and lp.probe.url == "http://[::1]:9000/health"  # type: ignore[union-attr]
     lp = _decide(world, "{launch: python app.py, host: 10.1.2.3, port: 9000, port_env: P}", (PortState(9000, True),))
     assert {c.name: c.value for c in lp.env}["NO_PROXY"].endswith(",10.1.2.3")
+
+
+def test_in_a_container_the_app_serves_on_every_interface_and_is_probed_on_loopback(world: World) -> None:
+    """A published port reaches a container's app only if it listens on 0.0.0.0, whatever app.host says;
+    `provision dockerfile`'s CMD passes --host-address 0.0.0.0 (and compose publishes it on 127.0.0.1)."""
+    from provision.launch import PortState
+
+    app = "{launch: 'python app.py --listen {host}', port: 9000, port_env: P}"
+    lp = _decide(world, app, (PortState(9000, True),), host="0.0.0.0")
+    env = {c.name: c for c in lp.env}
+    assert lp.host == "0.0.0.0" and lp.argv[-1] == "0.0.0.0" and env["GRADIO_SERVER_NAME"].value == "0.0.0.0"
+    assert "--host-address" in env["GRADIO_SERVER_NAME"].why
+    assert lp.url == "http://127.0.0.1:9000/" and lp.probe is not None and lp.probe.url == lp.url
+    lp = _decide(world, app, (PortState(9000, True),))  # without it: the spec's app.host, loopback
+    assert lp.host == "127.0.0.1" and lp.argv[-1] == "127.0.0.1"
 
 
 def test_every_port_taken_is_an_error_and_a_pid_less_one_is_just_taken(world: World) -> None:

@@ -31,6 +31,7 @@ class ApplyOptions:
     fleet_group: str | None = None  # the toolchain digest `fleet plan` grouped this host by: refuse if it moved
     progress: bool = False  # a live status line under a running step (the CLI sets it on a terminal)
     wait: bool = False  # another apply holds the prefix: wait for it instead of stopping
+    arch_list: tuple[str, ...] | None = None  # --arch-list: the plan's archs, not this host's GPUs (compile keeps them)
 
 
 @dataclass

@@ -39,7 +39,8 @@ def do_compile(ctx: Ctx, step: Step, log: Path) -> None:
 
     _, files = artifacts_for(ctx.loaded, ctx.host, CompileOptions(
         lockdir=ctx.opts.lockdir, require_lock=not ctx.opts.existing,
-        plan=PlanOptions(variant=ctx.plan.variant, prefix=ctx.plan.prefix, data_dir=ctx.plan.data_dir)))
+        plan=PlanOptions(variant=ctx.plan.variant, prefix=ctx.plan.prefix, data_dir=ctx.plan.data_dir,
+                         arch_list=ctx.opts.arch_list)))
     write_tree(files, ctx.compiled)
 
 

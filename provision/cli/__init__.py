@@ -21,7 +21,7 @@ def _load():  # type: ignore[no-untyped-def]
     from .base import app
 
     # Each module registers its commands on `app`; this order is the order `--help` lists them.
-    from . import specs, hosts, locks, offline, envs, run, fleet  # noqa: F401  # isort: skip
+    from . import specs, hosts, locks, offline, envs, run, docker, fleet  # noqa: F401  # isort: skip
 
     globals()["app"] = app
     return app

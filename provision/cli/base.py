@@ -76,8 +76,26 @@ def plan_dirs(prefix: Optional[str], data: Optional[str], host=None) -> tuple[st
     return (absolute(prefix, "--prefix") if prefix else None), absolute(data or str(data_dir()), "--data-dir")
 
 
+ArchListOpt = typer.Option(None, "--arch-list", help="Build for these compute capabilities (8.6;8.9;9.0) "
+                                                       "instead of this host's GPUs: for GPUs of other machines.")
+
+
+def arch_list(text: Optional[str]) -> tuple[str, ...] | None:
+    """--arch-list, strictly: `8.6;9.0`; `86`, `sm_86` or an empty list are usage errors."""
+    if text is None:
+        return None
+    from ..plan import parse_arch_list
+
+    try:
+        return parse_arch_list(text)
+    except ValueError as e:
+        raise UsageError(f"--arch-list {text!r}: {e}",
+                         hint="compute capabilities as TORCH_CUDA_ARCH_LIST writes them, e.g. --arch-list '8.6;8.9;9.0' "
+                              "(`nvidia-smi --query-gpu=compute_cap --format=csv` prints each GPU's)") from None
+
+
 def plan_options(loaded, host, variant: Optional[str], prefix: Optional[str], data: Optional[str],  # type: ignore[no-untyped-def]
-                 lockdir: Optional[Path], ptx: bool = False):
+                 lockdir: Optional[Path], ptx: bool = False, archs: tuple[str, ...] | None = None):
     """PlanOptions as every command builds them: the host's paths, and what the lockfiles say."""
     from ..lock.facts import current
     from ..plan import PlanOptions
@@ -85,7 +103,7 @@ def plan_options(loaded, host, variant: Optional[str], prefix: Optional[str], da
 
     pfx, dd = plan_dirs(prefix, data, host)
     return PlanOptions(variant=variant, ptx=ptx, prefix=pfx, data_dir=dd,
-                       locks=current(loaded.spec, lockdir or lockfiles_dir()))
+                       locks=current(loaded.spec, lockdir or lockfiles_dir()), arch_list=archs)
 
 
 def host_for(path: Optional[Path], target_port: int | None = None):  # type: ignore[no-untyped-def]

@@ -10,7 +10,8 @@ from typing import List, Optional
 import typer
 
 from ..errors import UsageError
-from .base import HostOpt, JsonOpt, VariantOpt, app, echo, echo_json, host_for, plan_dirs, plan_options
+from .base import (ArchListOpt, HostOpt, JsonOpt, VariantOpt, app, arch_list, echo, echo_json, host_for, plan_dirs,
+                   plan_options)
 
 
 @app.command("verify")
@@ -142,6 +143,7 @@ def recorded_data_dir(prefix: str) -> str | None:
 def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
            host_file: Optional[Path] = HostOpt,
            variant: Optional[str] = VariantOpt,
+           archs: Optional[str] = ArchListOpt,
            prefix: Optional[str] = typer.Option(None, "--prefix", help="Environment prefix (default: DATA/envs/TARGET)."),
            data: Optional[str] = typer.Option(None, "--data-dir", help="Where envs, sources, wheels and weights go."),
            offline: bool = typer.Option(False, "--offline", help="Use only what a seeded bundle put in the data dir."),
@@ -164,9 +166,10 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
     from ..settings import lockfiles_dir
     from ..spec import load_target
 
+    explicit = arch_list(archs)
     loaded = load_target(target)
     host = host_for(host_file, loaded.spec.app.port)
-    po = plan_options(loaded, host, variant, prefix, data, lockdir)
+    po = plan_options(loaded, host, variant, prefix, data, lockdir, archs=explicit)
     if existing and not po.locks:  # into an env that is there: nothing is installed from a lock
         from dataclasses import replace
 
@@ -192,7 +195,7 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
     opts = ApplyOptions(lockdir=lockdir or lockfiles_dir(), offline=offline, bundle=bundle, dry_run=dry_run,
                         from_step=from_step, venv=venv, python=python, sources=sources, existing=existing,
                         cache=not no_cache, cache_url=cache_url, fleet_group=fleet_group,
-                        progress=sys.stderr.isatty(), wait=wait)
+                        progress=sys.stderr.isatty(), wait=wait, arch_list=explicit)
     raise typer.Exit(apply(loaded, host, plan_, opts, echo=echo))
 
 

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from .base import HostOpt, JsonOpt, LockdirOpt, VariantOpt, app, echo, echo_json, host_for, plan_options
+from .base import (ArchListOpt, HostOpt, JsonOpt, LockdirOpt, VariantOpt, app, arch_list, echo, echo_json, host_for,
+                   plan_options)
 
 
 @app.command()
@@ -47,6 +48,7 @@ def plan(target: str = typer.Argument(..., help="Target name or spec file."),
          host_file: Optional[Path] = HostOpt,
          variant: Optional[str] = VariantOpt,
          ptx: bool = typer.Option(False, "--ptx", help="Add +PTX to the highest arch (forward compatibility)."),
+         archs: Optional[str] = ArchListOpt,
          prefix: Optional[str] = typer.Option(None, "--prefix", help="Environment prefix (default: DATA/envs/TARGET)."),
          data: Optional[str] = typer.Option(None, "--data-dir", help="Where envs, sources and weights go (default: the host file's)."),
          lockdir: Optional[Path] = LockdirOpt,
@@ -57,9 +59,10 @@ def plan(target: str = typer.Argument(..., help="Target name or spec file."),
     from ..spec import load_target
     from ..templating import render
 
+    explicit = arch_list(archs)
     loaded = load_target(target)
     host = host_for(host_file, loaded.spec.app.port)
-    opts = plan_options(loaded, host, variant, prefix, data, lockdir, ptx)
+    opts = plan_options(loaded, host, variant, prefix, data, lockdir, ptx, explicit)
     try:
         result = make_plan(loaded, host, opts)
     except PlanRefused as e:

@@ -144,6 +144,7 @@ def _taken(p: PortState) -> str:
 
 def _port(spec: TargetSpec, opts: LaunchOptions, obs: Observed) -> tuple[int, str]:
     app = spec.app
+    where = opts.host or app.host
     can_pass = bool(app.port_env) or "{port}" in app.launch
     wanted = opts.port or app.port
     if opts.port is not None and opts.port != app.port and not can_pass:
@@ -151,7 +152,8 @@ def _port(spec: TargetSpec, opts: LaunchOptions, obs: Observed) -> tuple[int, st
                          "app.port_env nor {port} in app.launch)",
                          hint=f"leave --port out: the app listens on {app.port}")
     if obs.host_error:
-        raise UsageError(f"the app's address (app.host {app.host!r}): {obs.host_error}",
+        said_host = f"--host-address {opts.host!r}" if opts.host else f"app.host {app.host!r}"
+        raise UsageError(f"the app's address ({said_host}): {obs.host_error}",
                          hint="app.host in the spec must be an address of this machine (127.0.0.1 by default); a port "
                               "below 1024 needs root: give --port 1024 or above")
     if not obs.ports or obs.ports[0].port != wanted:
@@ -161,16 +163,16 @@ def _port(spec: TargetSpec, opts: LaunchOptions, obs: Observed) -> tuple[int, st
     if first.free:
         return wanted, f"port {wanted} ({said}) is free"
     if opts.port is not None:
-        raise UsageError(f"--port {wanted}: {_taken(first)} on {app.host}",
+        raise UsageError(f"--port {wanted}: {_taken(first)} on {where}",
                          hint=f"choose another --port, or leave --port out: provision then takes the next free port "
                               f"from {app.port} on")
     if not can_pass:
-        raise UsageError(f"{_taken(first)} on {app.host}, and {spec.name}'s app cannot be given another: its spec has "
+        raise UsageError(f"{_taken(first)} on {where}, and {spec.name}'s app cannot be given another: its spec has "
                          "neither app.port_env nor {port} in app.launch",
                          hint=f"stop what holds it (`ss -ltnp | grep :{wanted}`), then run again")
     free = next((p for p in obs.ports if p.free), None)
     if free is None:
-        raise LaunchError(f"ports {obs.ports[0].port}-{obs.ports[-1].port} on {app.host} are all taken",
+        raise LaunchError(f"ports {obs.ports[0].port}-{obs.ports[-1].port} on {where} are all taken",
                           hint="stop what holds them (`ss -ltnp`), or give a free one with --port")
     return free.port, f"{_taken(first)}; the app gets {free.port}"
 
@@ -207,7 +209,7 @@ def make_launch(spec: TargetSpec, plan: Plan, opts: LaunchOptions, obs: Observed
         raise UsageError(f"the {t} app is not in the env: {cwd} is missing",
                          hint=f"run `provision apply {t} --from-step sources` (it checks out {spec.upstream.repo} "
                               f"at {spec.upstream.commit[:12]})")
-    host = app.host
+    host = opts.host or app.host
     env = base_env(plan, obs.environ, None if cli else host)
     lp = LaunchPlan(target=t, variant=plan.variant, mode="cli" if cli else "app", prefix=prefix, python=python,
                     cwd=cwd, argv=[], env=[], log_file=log_file(plan, cli))
@@ -233,7 +235,8 @@ def make_launch(spec: TargetSpec, plan: Plan, opts: LaunchOptions, obs: Observed
         if app.port_env:
             env.set(app.port_env, str(port), "the port the app listens on (app.port_env)")
         lp.argv = _fill(shlex.split(app.launch), python, port, host)
-        env.set("GRADIO_SERVER_NAME", host, "the address Gradio serves on (app.host)")
+        env.set("GRADIO_SERVER_NAME", host, "the address Gradio serves on (--host-address)" if opts.host
+                else "the address Gradio serves on (app.host)")
         if app.port_env != "GRADIO_SERVER_PORT":
             env.set("GRADIO_SERVER_PORT", str(port), "Gradio's default port: the one the probe asks")
         env.set("GRADIO_SHARE", "True" if opts.share else "False",

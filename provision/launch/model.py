@@ -94,6 +94,7 @@ class LaunchOptions:
     port: int | None = None  # --port: this port or an error, never another
     share: bool = False  # --share: let Gradio make a public link (never otherwise)
     ready_timeout_s: float | None = None  # default: the spec's app.ready_timeout_s
+    host: str | None = None  # --host-address: serve on this address instead of the spec's app.host (0.0.0.0 in a container)
 
 
 @dataclass(frozen=True)

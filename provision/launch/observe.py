@@ -44,7 +44,7 @@ def observe(spec: TargetSpec, plan: Plan, opts: LaunchOptions, environ: dict[str
     ports: tuple[PortState, ...] = ()
     host_error = None
     if opts.cli_args is None:
-        ports, host_error = port_states(spec.app.host, opts.port or spec.app.port)
+        ports, host_error = port_states(opts.host or spec.app.host, opts.port or spec.app.port)
     return Observed(environ=dict(environ), env_made=made, prefix_exists=prefix.is_dir(), python_error=py_error,
                     python_version=py_version, upstream_exists=Path(app_dir(plan.prefix)).is_dir(),
                     hf_missing=missing, hf_checked=tuple(r.repo for r in required), hub_cache=hub, ports=ports,

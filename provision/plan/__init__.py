@@ -22,18 +22,20 @@ from .findings import driver_warnings, host_warnings, lock_findings, resource_bl
 from .jobs import build_memory_gb, plan_jobs
 from .model import ExtensionPlan, Finding, NvccPlan, Plan, PlanOptions, Step
 from .steps import app_dir, fill, plan_steps, source_dir, upstream_dir, upstream_name
-from .toolchain import arch_findings, format_arch_list, plan_nvcc, toolkit_for
-from .variants import choose_variant, driver_max_cuda, variant_problems
+from .toolchain import arch_findings, build_toolkit, format_arch_list, parse_arch_list, plan_nvcc, toolkit_for
+from .variants import arch_problems, choose_variant, driver_max_cuda, variant_problems
 
 
 def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptions()) -> Plan:
     spec = loaded.spec
     locks = opts.locks
-    variant_key, why, rejected = choose_variant(spec, host, opts.variant, None if locks is None else set(locks))
+    explicit = sorted({Dotted(a) for a in opts.arch_list}) if opts.arch_list is not None else None
+    variant_key, why, rejected = choose_variant(spec, host, opts.variant, None if locks is None else set(locks),
+                                                explicit or (), opts.runs_on)
     variant = spec.variants[variant_key]
     data = opts.data_dir.rstrip("/")
     prefix = opts.prefix or f"{data}/envs/{spec.name}"
-    archs = host.compute_capabilities()
+    archs = explicit if explicit is not None else host.compute_capabilities()
     lock = None if locks is None else locks.get(variant_key)
     # what the lock installs from a hashed prebuilt wheel (lock/prebuilt.py) is not built here
     prebuilt = set(lock.prebuilt) if lock is not None else set()
@@ -41,8 +43,12 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
     nvcc, nvcc_findings = plan_nvcc(spec, variant, exts, host, archs, data, lock, locks is not None)
     arch_list = format_arch_list(archs, opts.ptx)
     blockers = (lock_findings(spec, variant_key, locks) + nvcc_findings + arch_findings(spec, nvcc, archs)
-                + resource_blockers(spec, host))
+                + resource_blockers(spec, host, elsewhere=explicit is not None))
     warnings = host_warnings(spec, host, nvcc) + driver_warnings(spec, variant_key, host, nvcc)
+    if explicit is not None:
+        warnings.append(Finding(what=f"built for the compute capabilities given ({arch_list or 'none'}), not for "
+                                     "this machine's GPUs: the GPU, VRAM and RAM the app needs are checked where it runs",
+                                fix=f"run `provision verify {spec.name}` on each machine with the GPU"))
     ext_plans = [ExtensionPlan(name=e.name, build="prebuilt", max_jobs=0, peak_gb=0.0)
                  for e in spec.extensions_for(variant_key) if e.name in prebuilt]
     for e in exts:
@@ -65,6 +71,7 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
         prefix=prefix, data_dir=data, env=env, steps=steps, blockers=blockers, warnings=warnings)
 
 
-__all__ = ["ExtensionPlan", "Finding", "NvccPlan", "Plan", "PlanOptions", "Step", "app_dir", "build_memory_gb",
-           "choose_variant", "driver_max_cuda", "fill", "format_arch_list", "make_plan", "source_dir", "toolkit_for",
-           "upstream_dir", "upstream_name", "variant_problems"]
+__all__ = ["ExtensionPlan", "Finding", "NvccPlan", "Plan", "PlanOptions", "Step", "app_dir", "arch_problems",
+           "build_memory_gb", "build_toolkit", "choose_variant", "driver_max_cuda", "fill", "format_arch_list",
+           "make_plan", "parse_arch_list", "source_dir", "toolkit_for", "upstream_dir", "upstream_name",
+           "variant_problems"]

@@ -45,9 +45,13 @@ def driver_warnings(spec: TargetSpec, variant: str, host: HostFacts, nvcc: NvccP
     return out
 
 
-def resource_blockers(spec: TargetSpec, host: HostFacts) -> list[Finding]:
+def resource_blockers(spec: TargetSpec, host: HostFacts, elsewhere: bool = False) -> list[Finding]:
+    """What this host lacks to run the app; `elsewhere`: it only builds for GPUs of other machines
+    (an explicit arch list), so only the disk the build fills is its own concern."""
     r = spec.resources
     out: list[Finding] = []
+    if elsewhere:
+        return _disk(spec, host)
     if not host.gpus:
         why = f" ({host.gpu_error})" if host.gpu_error else ""
         driver = ("install the Windows NVIDIA driver (not a Linux one) and check `nvidia-smi` in WSL" if host.wsl
@@ -63,11 +67,15 @@ def resource_blockers(spec: TargetSpec, host: HostFacts) -> list[Finding]:
                else "add swap or memory")
         out.append(Finding(what=f"{host.ram_gb:g} GB RAM + {host.swap_gb:g} GB swap < {r.ram_gb:g} GB {spec.name} needs",
                            fix=fix))
+    return out + _disk(spec, host)
+
+
+def _disk(spec: TargetSpec, host: HostFacts) -> list[Finding]:
     free = host.smallest_disk_free_gb()
-    if free is not None and free < r.disk_gb:
-        out.append(Finding(what=f"{free:g} GB free disk < {r.disk_gb:g} GB {spec.name} needs",
-                           fix="free space or pass --prefix / --data-dir on a larger disk"))
-    return out
+    if free is not None and free < spec.resources.disk_gb:
+        return [Finding(what=f"{free:g} GB free disk < {spec.resources.disk_gb:g} GB {spec.name} needs",
+                        fix="free space or pass --prefix / --data-dir on a larger disk")]
+    return []
 
 
 def host_warnings(spec: TargetSpec, host: HostFacts, nvcc: NvccPlan) -> list[Finding]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..host import HostFacts
 from ..lock.facts import LockFacts
 
 
@@ -87,3 +88,8 @@ class PlanOptions:
     # What the lockfiles say (lock/facts.py), per variant that has a current one. None: not
     # known (a library call); then no lock-based blocker is raised and toolkits get plain names.
     locks: Mapping[str, LockFacts] | None = None
+    # Compute capabilities to build for instead of this host's GPUs ("8.6", "9.0": parse_arch_list):
+    # for GPUs elsewhere (a container image, a build machine); the GPU checks are then left to them.
+    arch_list: tuple[str, ...] | None = None
+    # More hosts the chosen variant must run on (an image built once for several machines).
+    runs_on: tuple[HostFacts, ...] = ()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..host import HostFacts, Nvcc
 from ..spec import CudaToolkit, Extension, TargetSpec, Variant
 from ..versions import Dotted, cc_arch
@@ -15,6 +17,31 @@ def toolkit_for(spec: TargetSpec, version: str) -> CudaToolkit | None:
     known = sorted((Dotted(k), tk) for k, tk in spec.cuda_toolkits.items())
     match = [tk for k, tk in known if k.major == want.major and k <= want]
     return match[-1] if match else None
+
+
+def build_toolkit(variant: Variant, lock: LockFacts | None) -> str:
+    """The CUDA toolkit the extensions build with: the one the lockfile carries (its
+    `provision-toolkit`), else the variant's `toolkit` (default: its `cuda`)."""
+    return lock.toolkit if lock is not None and lock.toolkit else variant.toolkit_version()
+
+
+# major.minor, as a host file writes a compute capability: "86", "sm_86" and "8.6.1" are not one
+_CC = re.compile(r"\d{1,2}\.\d")
+
+
+def parse_arch_list(text: str) -> tuple[str, ...]:
+    """`8.6;8.9;9.0` (TORCH_CUDA_ARCH_LIST's spelling) -> ("8.6", "8.9", "9.0"), sorted, each once.
+    ValueError for anything else: an empty list or item, `86`, `sm_86`, `8.6+PTX` (that is --ptx)."""
+    items = [i.strip() for i in text.split(";")]
+    if not text.strip() or not items:
+        raise ValueError("an empty arch list: give compute capabilities like 8.6;8.9;9.0")
+    for i in items:
+        if not _CC.fullmatch(i):
+            digits = re.fullmatch(r"(?:sm_|compute_)?(\d{1,2})(\d)", i)
+            why = ("`+PTX` is added with --ptx" if i.endswith("+PTX") else "an empty item (two `;` in a row?)" if not i
+                   else f"write it {digits.group(1)}.{digits.group(2)}" if digits else "major.minor, like 8.6")
+            raise ValueError(f"{i!r} is not a compute capability ({why})")
+    return tuple(a.text for a in sorted({Dotted(i) for i in items}))
 
 
 def plan_nvcc(spec: TargetSpec, variant: Variant, exts: list[Extension], host: HostFacts,
@@ -36,7 +63,7 @@ def plan_nvcc(spec: TargetSpec, variant: Variant, exts: list[Extension], host: H
             return _host_compiler(spec, plan, host, None), []
         rejected.append(f"{n.path} ({n.version}): {why}")
     reason = "no nvcc on this host" if not host.nvcc else "; ".join(rejected)
-    version = lock.toolkit if lock is not None and lock.toolkit else variant.toolkit_version()
+    version = build_toolkit(variant, lock)
     tk = spec.cuda_toolkits.get(version)
     if tk is None:
         return NvccPlan(needed=True, source="none", reason=f"no toolkit entry for CUDA {version}"), [

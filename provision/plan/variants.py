@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from ..errors import PlanRefused, UsageError
 from ..host import HostFacts
@@ -51,12 +51,28 @@ def variant_problems(spec: TargetSpec, key: str, host: HostFacts) -> list[str]:
     return out
 
 
+def arch_problems(spec: TargetSpec, key: str, archs: Sequence[Dotted]) -> list[str]:
+    """Why a variant cannot carry kernels for archs given explicitly (GPUs that are not here)."""
+    v = spec.variants[key]
+    lo, hi = Dotted(v.host.min_compute_capability), Dotted(v.host.max_compute_capability)
+    torch = spec.torch_version(key) or "?"
+    return [f"{cc_arch(a)} (compute capability {a}) is above what torch {torch} ({key}) carries kernels for "
+            f"(up to {cc_arch(hi)})" if a > hi else f"{cc_arch(a)} (compute capability {a}): {key} needs >= {lo}"
+            for a in archs if a > hi or a < lo]
+
+
+def _label(h: HostFacts, i: int) -> str:
+    return f"host {i + 1} ({h.label})" if h.label else f"host {i + 1}"
+
+
 def choose_variant(spec: TargetSpec, host: HostFacts, wanted: str | None,
-                   locked: Collection[str] | None = None) -> tuple[str, str, dict[str, list[str]]]:
+                   locked: Collection[str] | None = None, archs: Sequence[Dotted] = (),
+                   also: Sequence[HostFacts] = ()) -> tuple[str, str, dict[str, list[str]]]:
     """(variant, why, rejected) or PlanRefused listing why none fits.
 
     With `locked` (the variants that have a current lockfile), a variant without one is only
-    chosen when no locked variant can run here: the plan then blocks, naming the lock to make."""
+    chosen when no locked variant can run here: the plan then blocks, naming the lock to make.
+    `archs` (given explicitly) and `also` (more hosts, for an image that runs on each) must fit too."""
     if wanted is not None and wanted not in spec.variants:
         raise UsageError(f"unknown variant {wanted!r} for {spec.name}",
                          hint=f"variants of {spec.name}: {', '.join(spec.variants)}")
@@ -65,7 +81,8 @@ def choose_variant(spec: TargetSpec, host: HostFacts, wanted: str | None,
     unlocked: list[str] = []
     default = spec.default_variant()
     for key in order:
-        problems = variant_problems(spec, key, host)
+        problems = variant_problems(spec, key, host) + arch_problems(spec, key, archs) + [
+            f"{_label(h, i)}: {p}" for i, h in enumerate(also) for p in variant_problems(spec, key, h)]
         if problems:
             rejected[key] = problems
             continue
@@ -74,21 +91,25 @@ def choose_variant(spec: TargetSpec, host: HostFacts, wanted: str | None,
         if locked is not None and key not in locked:
             unlocked.append(key)
             continue
+        here = (f"the {len(also)} host(s) given" if also else
+                f"the archs {', '.join(a.text for a in archs)}" if archs else "this host")
         if key == default:
-            why = ("the default variant, and this host can run it" if host.gpus
+            why = (f"the default variant, and {here} can run it" if host.gpus or also or archs
                    else "the default variant (no GPU found to check it against)")
         elif default in unlocked:
-            why = f"the default ({default}) has no lockfile; {key} is the best locked variant this host runs"
+            why = f"the default ({default}) has no lockfile; {key} is the best locked variant {here} can run"
         else:
-            why = f"the default ({default}) cannot run on this host"
+            why = f"the default ({default}) cannot run on {here}"
         return key, why, rejected
     if unlocked:  # runs here, but nothing that runs here is locked: the plan blocks on the lock
         key = unlocked[0]
         return key, "the best variant for this host, but it has no lockfile (nor has any other that runs here)", rejected
     reasons = [f"{k}: {r}" for k, rs in rejected.items() for r in rs]
-    raise PlanRefused(f"no variant of {spec.name} can run on this host" if not wanted else
-                      f"variant {wanted} of {spec.name} cannot run on this host", reasons,
-                      hint=_refusal_hint(spec, host, wanted))
+    where = "this host" if not also else "every host given"
+    raise PlanRefused(f"no variant of {spec.name} can run on {where}" if not wanted else
+                      f"variant {wanted} of {spec.name} cannot run on {where}", reasons,
+                      hint=_refusal_hint(spec, host, wanted, list(archs)) if not also else _hosts_hint(
+                          spec, order, wanted, list(archs), also))
 
 
 def _preference(spec: TargetSpec) -> list[str]:
@@ -98,10 +119,20 @@ def _preference(spec: TargetSpec) -> list[str]:
     return [default, *rest]
 
 
-def _refusal_hint(spec: TargetSpec, host: HostFacts, wanted: str | None) -> str:
+def _hosts_hint(spec: TargetSpec, order: list[str], wanted: str | None, archs: list[Dotted],
+                also: Sequence[HostFacts]) -> str:
+    """For several hosts: each one's own fix where no variant runs on it, else that none runs on all."""
+    hints = [f"{_label(h, i)}: {_refusal_hint(spec, h, wanted, archs)}" for i, h in enumerate(also)
+             if all(variant_problems(spec, k, h) for k in order)]
+    return "; ".join(dict.fromkeys(hints)) or (
+        "each host runs some variant, but no one variant runs on all of them: make one image per group of hosts "
+        "(`provision fleet plan` groups them)")
+
+
+def _refusal_hint(spec: TargetSpec, host: HostFacts, wanted: str | None, archs: list[Dotted]) -> str:
     """What would actually fix it: a driver newer than the host's, another GPU, another target;
     never a driver older than the one it has, never `--variant` when it was given."""
-    ccs = host.compute_capabilities()
+    ccs = sorted(set(host.compute_capabilities()) | set(archs))
     keys = [wanted] if wanted else list(spec.variants)
     top_variant_cc = max(Dotted(spec.variants[k].host.max_compute_capability) for k in keys)
     low_variant_cc = min(Dotted(spec.variants[k].host.min_compute_capability) for k in keys)

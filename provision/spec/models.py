@@ -140,6 +140,7 @@ class CudaToolkit(StrictModel):
     # may be these wheels (exact pins) instead of conda packages; apply unpacks them into the prefix.
     pip_packages: list[Text] = Field(default_factory=list)
     max_gcc: DottedStr  # newest host gcc nvcc accepts ("unsupported GNU version!" above it)
+    image_version: DottedStr | None = None  # nvidia/cuda:<this>-devel-ubuntu22.04 (provision dockerfile)
 
     @model_validator(mode="after")
     def _one_source(self) -> "CudaToolkit":
@@ -252,6 +253,8 @@ class Resources(StrictModel):
     swap_gb: Number = Field(ge=0)
     disk_gb: Number = Field(gt=0)
     vram_gb: Number = Field(gt=0)
+    shm_gb: Number | None = Field(default=None, gt=0, le=1024)  # /dev/shm in a container (compose shm_size)
+    why: Prose | None = None
 
 
 class AppImport(StrictModel):
