@@ -188,7 +188,9 @@ def test_an_unsatisfiable_pin_gives_the_resolvers_explanation_and_writes_nothing
     assert not (tmp_path / "lockfiles" / "toy").exists()
 
 
-def test_an_unreachable_index_is_named_and_nothing_is_written(tmp_path: Path, repos: dict) -> None:
+def test_an_unreachable_index_is_named_and_nothing_is_written(tmp_path: Path, repos: dict,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")  # a refused connection: uv's three retries only wait (11 s)
     spec = write_spec(tmp_path / "envs", repos)
     spec.write_text(spec.read_text().replace(f"{repos['pip']}/flat.html", "http://127.0.0.1:9/flat.html"))
     code, out = lock(tmp_path, repos, spec=spec)
@@ -206,8 +208,10 @@ PYPI_VARIANT = """variants:
 """
 
 
-def test_an_unreachable_index_points_to_a_variant_of_the_same_cuda_without_it(tmp_path: Path, repos: dict) -> None:
+def test_an_unreachable_index_points_to_a_variant_of_the_same_cuda_without_it(tmp_path: Path, repos: dict,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Like TRELLIS: cu121 takes kaolin from NVIDIA's page, cu121-pypi builds it from source."""
+    monkeypatch.setenv("UV_HTTP_RETRIES", "0")
     spec = write_spec(tmp_path / "envs", repos)
     text = spec.read_text().replace(f"{repos['pip']}/flat.html", "http://127.0.0.1:9/flat.html")
     gamma = '    - {name: gamma, version: "0.5", index: flat}\n'

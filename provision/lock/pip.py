@@ -137,8 +137,13 @@ def _dependencies(annotated: str) -> dict[str, list[str]]:
     return deps
 
 
+# uv's settings that change how long it waits, never what it resolves: a slow network may want them
+UV_PASS = ("UV_HTTP_RETRIES", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOADS")
+
+
 def _run_uv(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_")}
+    # every other UV_ variable (an index, a config file, pre-releases) would change the lock: not passed
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") or k in UV_PASS}
     env |= {"UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
     return subprocess.run([uv_bin(), *args], cwd=cwd, env=env, capture_output=True, text=True)
 
