@@ -102,7 +102,7 @@ def test_the_lock_takes_the_hashed_wheel_built_for_this_torch_cuda_abi_and_pytho
     assert f"# pext: prebuilt {world['wheel'].name} (sha256 {sha}, record: the project's release notes), not compiled" in text
     lock = lockfile.read(path)  # conda-lock's own parser
     pins = {p.name: p for p in lockfile.pip_pins(lock)}
-    assert pins["pext"].version == PEXT and pins["pext"].sha256 == sha and pins["pext"].url.endswith(world["wheel"].name)
+    assert pins["pext"].version == PEXT.lower() and pins["pext"].sha256 == sha and pins["pext"].url.endswith(world["wheel"].name)
     assert read_facts(path).prebuilt == ("pext",)
 
 
@@ -156,8 +156,11 @@ def test_without_a_hash_record_or_a_wheel_for_this_build_it_is_built_and_the_loc
     assert none_for_it is not None and none_for_it.kind == "build"
     assert "its project publishes no wheel for torch 2.8 / CUDA 12 / C++11 ABI / cp310" in none_for_it.text
     hashed = choose(_ext(sha256="a" * 64), "2.6.0", "12.4", "3.10")
-    assert hashed is not None and hashed.kind == "wheel" and hashed.version == "2.7.3+cu12torch2.6cxx11abiFALSE"
+    assert hashed is not None and hashed.kind == "wheel" and hashed.version == "2.7.3+cu12torch2.6cxx11abifalse"
+    assert hashed.dist == "flash-attn"  # what pip matches the file by, whatever the extension is called
     assert choose(_ext(sha256="a" * 64), "2.6.0+cu126", "12.6", "3.10").kind == "build"  # that build has the C++11 ABI
+    with pytest.raises(ValueError, match="wheel file name"):
+        _ext(url="https://github.example/flash_attn-2.7.3.whl")
 
 
 def test_the_abi_of_torch_builds_as_read_from_their_wheels() -> None:

@@ -143,7 +143,7 @@ def _prebuilt_records(loaded: LoadedSpec, variant: str, inputs: LockInputs) -> l
             continue
         e = exts[c["extension"]]
         deps = tuple(sorted({"torch", *(canonicalize_name(r.name) for r in e.requires)}))
-        out.append(pip_half.PipRecord(name=canonicalize_name(e.name), version=c["version"], url=c["url"],
+        out.append(pip_half.PipRecord(name=c["dist"], version=c["version"], url=c["url"],
                                       sha256=c["sha256"], dependencies=deps))
     return out
 

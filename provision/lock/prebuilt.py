@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
 from ..ids import url_file_name
@@ -40,10 +41,11 @@ class Choice:
     url: str | None = None
     sha256: str | None = None
     version: str | None = None  # the wheel's version (flash-attn: 2.8.3+cu12torch2.8cxx11abiTRUE)
+    dist: str | None = None  # the wheel's distribution name, as pip matches it (flash-attn)
 
     def as_dict(self) -> dict[str, str | None]:
         return {"extension": self.extension, "kind": self.kind, "text": self.text, "url": self.url,
-                "sha256": self.sha256, "version": self.version}
+                "sha256": self.sha256, "version": self.version, "dist": self.dist}
 
 
 def _one_line(text: str) -> str:
@@ -79,8 +81,9 @@ def choose(e: Extension, torch: str, cuda: str, python: str) -> Choice | None:
                                                       f"has no public sha256 record: {_one_line(w.record)}"))
     w = hashed[0]
     name = url_file_name(w.url)
+    dist, version, _, _ = parse_wheel_filename(name)  # the spec checked it parses
     return Choice(e.name, "wheel", f"prebuilt {name} (sha256 {w.sha256}, record: {_one_line(w.record)}), not compiled",
-                  url=w.url, sha256=w.sha256, version=name.split("-")[1])
+                  url=w.url, sha256=w.sha256, version=str(version), dist=str(dist))
 
 
 def choices(spec: TargetSpec, variant: str) -> list[Choice]:

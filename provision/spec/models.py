@@ -200,8 +200,13 @@ class PrebuiltWheel(StrictModel):
     @field_validator("url")
     @classmethod
     def _wheel(cls, v: str) -> str:
-        if not ids.url_file_name(v).endswith(".whl"):
-            raise ValueError("a prebuilt wheel's URL ends with its .whl file name")
+        from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+        try:
+            parse_wheel_filename(ids.url_file_name(v))
+        except InvalidWheelFilename:
+            raise ValueError("a prebuilt wheel's URL ends with its wheel file name "
+                             "(NAME-VERSION-PYTAG-ABITAG-PLATFORM.whl)") from None
         return v
 
 
