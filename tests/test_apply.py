@@ -432,11 +432,10 @@ def test_two_applies_on_one_prefix_never_run_at_once(world: dict) -> None:
 def test_an_apply_with_another_data_dir_on_the_same_prefix_waits_its_turn_too(world: dict, tmp_path: Path) -> None:
     """The lock is the prefix's, not the data dir's: naming another --data-dir is no way around it."""
     from provision.apply.guard import PrefixLock
-    from provision.settings import cache_dir
 
     t = world["t"]
     args = [a if a != str(t / "data") else str(tmp_path / "other-data") for a in apply_args(world)]
-    with PrefixLock(t / "env", cache_dir() / "locks", wait=False):
+    with PrefixLock(t / "env", t / "env" / "share" / "provision" / "locks", wait=False):
         code, out = run(*args)
     assert code == 2 and f"another provision apply is working on {t / 'env'}" in out, out
 

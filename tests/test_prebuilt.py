@@ -178,3 +178,13 @@ def test_the_trellis2_locks_say_flash_attn_is_built_and_why() -> None:
         assert line.startswith("# flash-attn: built from its sdist flash_attn-2.7.3.tar.gz") and why in line, line
         assert "provision-prebuilt: none" in text
     assert load_target("trellis2").spec  # the records validate
+
+
+def test_into_an_env_of_your_own_nothing_comes_from_the_lock_so_it_is_built(world: dict, tmp_path: Path) -> None:
+    """--existing installs no package of the lock, its prebuilt wheel included: the extension is built."""
+    t = world["t"]
+    (tmp_path / "mine" / "bin").mkdir(parents=True)
+    (tmp_path / "mine" / "bin" / "python").symlink_to(sys.executable)
+    code, out = run("apply", str(world["spec"]), "--host", world["host"], "--existing", "--prefix", str(tmp_path / "mine"),
+                    "--data-dir", str(t / "data"), "--lockdir", str(t / "lockfiles"), "--dry-run")
+    assert code == 0 and "build-pext: build pext" in out and "toolkit: the CUDA 12.8 build toolkit" in out, out

@@ -253,3 +253,20 @@ def test_an_env_of_your_own_is_told_how_it_differs_from_the_lock_not_failed(tmp_
     assert "pytest" in yours[0].detail and "(locked 0.0.1)" in yours[0].detail
     ours, _ = run_checks(checklist, sys.executable, {})
     assert ours[0].status == "fail" and exit_code(ours) == 2
+
+
+def test_a_missing_arch_is_given_the_fix_of_its_own_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    """trellis2 lists flash-attn first: an nvdiffrast built without this GPU's arch must not be told
+    to rebuild (or un-prebuild) flash-attn."""
+    from provision.verify import checks
+
+    checklist = {"checks": [
+        {"id": "binary-flash-attn", "kind": "binary-arch", "title": "fa", "fix": "drop flash-attn's prebuilt record"},
+        {"id": "binary-nvdiffrast", "kind": "binary-arch", "title": "nd", "fix": "rebuild nvdiffrast for 8.6"},
+        {"id": "kernel-nvdiffrast", "kind": "kernel", "title": "nd kernel", "fix": "rebuild nvdiffrast"}]}
+    results = [{"id": "binary-nvdiffrast", "status": "fail", "detail": "SASS sm_80 only", "sass": ["sm_80"]},
+               {"id": "kernel-nvdiffrast", "status": "fail", "detail": "no kernel image", "cause": "no-kernel-image"}]
+    monkeypatch.setattr(checks, "run_in_env", lambda python, checklist, env: {"results": results, "gpu": True})
+    by_id = {o.id: o for o in checks.verify(checklist, "python", {})[0]}
+    assert by_id["binary-nvdiffrast"].fix == "rebuild nvdiffrast for 8.6"
+    assert by_id["kernel-nvdiffrast"].fix == "rebuild nvdiffrast for 8.6"

@@ -148,9 +148,8 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
                 echo("    env: " + " ".join(f"{k}={v}" for k, v in s.env.items()))
         echo("dry run: nothing was changed")
         return 0
-    from ..settings import cache_dir
-
-    with PrefixLock(ctx.prefix, cache_dir() / "locks", opts.wait):  # not the data dir: another apply may name another
+    # in the env itself: every apply on this prefix, whatever its --data-dir, user or cache, meets it there
+    with PrefixLock(ctx.prefix, ctx.meta / "locks", opts.wait):
         return _run_steps(ctx, steps, ids)
 
 

@@ -46,8 +46,9 @@ def check_prefix(prefix: Path, data: Path, existing: bool) -> None:
 
 class PrefixLock:
     """flock on LOCKS/<prefix digest>.lock for as long as apply works on a prefix. LOCKS must be
-    one place for every apply that may name the prefix: for an env that is provision's cache
-    (two applies with different --data-dir still share it), for a toolkit its data dir."""
+    one place for every apply that may name the prefix: for an env, inside it (PREFIX/share/
+    provision/locks: two applies with different --data-dir, caches or users still meet there),
+    for a toolkit its data dir."""
 
     def __init__(self, prefix: Path, locks: Path, wait: bool) -> None:
         self.prefix = prefix

@@ -170,10 +170,11 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
     loaded = load_target(target)
     host = host_for(host_file, loaded.spec.app.port)
     po = plan_options(loaded, host, variant, prefix, data, lockdir, archs=explicit)
-    if existing and not po.locks:  # into an env that is there: nothing is installed from a lock
+    if existing:  # into an env that is there: nothing is installed from a lock
         from dataclasses import replace
 
-        po = replace(po, locks=None)
+        # ... not even an extension's prebuilt wheel: with --existing every extension is built
+        po = replace(po, locks={k: replace(f, prebuilt=()) for k, f in po.locks.items()} if po.locks else None)
     plan_ = make_plan(loaded, host, po)
     if no_verify:
         plan_.steps[:] = [s for s in plan_.steps if s.id != "verify"]

@@ -224,8 +224,10 @@ def verify(checklist: dict[str, Any], python: str | None, env: dict[str, str],
     Without an interpreter the in-env checks are skipped, saying `no_env`. `own_env`: the env is
     the user's (apply --existing installed none of its packages), so versions that differ from
     the lock are said, not failed; torch itself is still held to it by the torch-cuda check."""
-    arch_fix = next((c["fix"] for c in checklist["checks"] if c["kind"] == "binary-arch"), None) or \
-        "rebuild the extension with the planned TORCH_CUDA_ARCH_LIST (provision plan shows it)"
+    generic = "rebuild the extension with the planned TORCH_CUDA_ARCH_LIST (provision plan shows it)"
+    # a failure that means "no code for this GPU" gets the fix of its own extension's binary check
+    arch_fixes = {c["id"].removeprefix("binary-"): c.get("fix") or generic
+                  for c in checklist["checks"] if c["kind"] == "binary-arch"}
     in_env: dict[str, Any] = {"results": [], "gpu": False}
     if python is not None:
         in_env = run_in_env(python, checklist, env)
@@ -235,6 +237,8 @@ def verify(checklist: dict[str, Any], python: str | None, env: dict[str, str],
         base = dict(id=c["id"], title=c["title"], fix=c.get("fix"), required=c.get("required", True))
         if c["id"] in by_id:
             r = by_id[c["id"]]
+            ext = c["id"].split("-", 1)[1] if c["id"].startswith(("binary-", "import-", "kernel-")) else ""
+            arch_fix = arch_fixes.get(ext) or (next(iter(arch_fixes.values())) if len(arch_fixes) == 1 else generic)
             why, fix = _explain(c, r, arch_fix) if r["status"] == "fail" else (None, None)
             if own_env and c["kind"] == "packages" and r["status"] == "fail" and "torch installs" not in r["detail"]:
                 out.append(Outcome(status="warn", detail=f"your own env (apply --existing installed none of its "
