@@ -201,7 +201,10 @@ def _run_steps(ctx: Ctx, steps: list[Step], ids: list[str]) -> int:
         state = _load_state(state_path)
         state["steps"][s.id] = {"inputs": step_inputs(ctx, s), "seconds": round(time.monotonic() - t, 1)}
         # verify and run read these
-        state.update(target=ctx.spec.name, variant=ctx.plan.variant, data_dir=str(ctx.data), existing=opts.existing)
+        # `existing`: the env is the user's, none of its packages came from the lock (an env apply once
+        # installed from the lock stays provision's when a later run says --existing)
+        mine = opts.existing and not state["steps"].get("pip-install")
+        state.update(target=ctx.spec.name, variant=ctx.plan.variant, data_dir=str(ctx.data), existing=mine)
         atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True) + "\n")
         echo(f"{label}: done in {time.monotonic() - t:.1f} s")
         ran.append(s.id)

@@ -207,7 +207,7 @@ def _rel(p: Path) -> str:
     try:
         return str(p.resolve().relative_to(ROOT.resolve()))
     except ValueError:
-        return str(p)
+        return str(p.resolve())  # not relative to wherever lock happened to run
 
 
 def variants_to_lock(loaded: LoadedSpec, variant: str | None, all_variants: bool) -> list[str]:
