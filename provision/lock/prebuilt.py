@@ -94,3 +94,11 @@ def choices(spec: TargetSpec, variant: str) -> list[Choice]:
     cuda = spec.variants[variant].cuda
     out = [choose(e, torch, cuda, spec.python) for e in spec.extensions_for(variant)]
     return [c for c in out if c is not None]
+
+
+def taken(spec: TargetSpec, variant: str, lock: object) -> frozenset[str]:
+    """The extensions both the lock and the spec as it is now install from a prebuilt wheel:
+    what may go without its source (a stale lock's word alone is not enough)."""
+    from .lockfile import prebuilt
+
+    return prebuilt(lock) & frozenset(c.extension for c in choices(spec, variant) if c.kind == "wheel")

@@ -73,9 +73,9 @@ def plan_entries(spec: TargetSpec, variant: str, lock: object | None, ep: Endpoi
     hf_repos = {r.repo: r for r in spec.weights.huggingface}
     arts: list[Artifact] = spec_artifacts(spec, variant)
     if lock is not None:
-        from ..lock.lockfile import prebuilt  # the caller read the lock: its module is loaded
+        from ..lock.prebuilt import taken  # the caller read the lock: its package is loaded
 
-        arts = spec_artifacts(spec, variant, prebuilt(lock)) + lock_artifacts(lock)
+        arts = spec_artifacts(spec, variant, taken(spec, variant, lock)) + lock_artifacts(lock)
     for a in arts:
         if a.kind == "git":
             gh = _github_repo(a.url)

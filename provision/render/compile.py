@@ -20,6 +20,7 @@ from ..errors import LockError, ProvisionError, UsageError
 from ..host import HostFacts
 from ..ids import url_file_name
 from ..lock import lockfile
+from ..lock.prebuilt import taken
 from ..lock.facts import current
 from ..lock.inputs import lock_inputs
 from ..offline.artifacts import Artifact, lock_artifacts, spec_artifacts
@@ -131,7 +132,7 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
         files["requirements.txt"] = render("requirements.txt.j2", target=spec.name, variant=v, pins=pins,
                                            git=[p for p in pins or [] if p.git])
     files["checklist.json"] = _json(compile_checklist(spec, plan, pins))
-    arts = (spec_artifacts(spec, v, lockfile.prebuilt(lock)) + lock_artifacts(lock) if lock is not None
+    arts = (spec_artifacts(spec, v, taken(spec, v, lock)) + lock_artifacts(lock) if lock is not None
             else spec_artifacts(spec, v))
     files.update(mirror_files(spec.name, v, arts))
     wsl = bool(host.wsl)
