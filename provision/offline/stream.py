@@ -181,21 +181,12 @@ def _write(fd: int, view: memoryview) -> None:
         raise WriteFailed(e) from None
 
 
-def _http_read1(hr, fd: int, start: int, stall: float, on_bytes: Callable[[int], None],  # type: ignore[no-untyped-def]
-                follower: Follower | None, digests: Digests, timed: bool) -> int:
-    """http.client's read1: whatever has arrived (never waiting to fill a buffer, so a kill or a
-    stall loses at most what is in flight), through its length and chunked bookkeeping, so
-    the connection can serve the next file."""
+def _pump(read: Callable[[], bytes], fd: int, start: int, on_bytes: Callable[[int], None],
+          follower: Follower | None, digests: Digests) -> int:
+    """Write what each read returns until it returns nothing; hash it here (small files) or
+    let the follower hash it from the file (large ones). Returns the bytes written."""
     got = 0
-    while True:
-        try:
-            data = hr.read1(READ)
-        except TimeoutError:  # socket.timeout: the socket's timeout is the stall limit now
-            if timed:
-                raise Stalled(stall) from None
-            raise
-        if not data:
-            return got
+    while data := read():
         _write(fd, memoryview(data))
         got += len(data)
         if follower is not None:
@@ -203,27 +194,36 @@ def _http_read1(hr, fd: int, start: int, stall: float, on_bytes: Callable[[int],
         else:
             digests.update(data)
         on_bytes(len(data))
+    return got
+
+
+def _http_read1(hr, fd: int, start: int, stall: float, on_bytes: Callable[[int], None],  # type: ignore[no-untyped-def]
+                follower: Follower | None, digests: Digests, timed: bool) -> int:
+    """http.client's read1: whatever has arrived (never waiting to fill a buffer, so a kill or a
+    stall loses at most what is in flight), through its length and chunked bookkeeping, so
+    the connection can serve the next file."""
+    def read() -> bytes:
+        try:
+            return hr.read1(READ)
+        except TimeoutError:  # socket.timeout: the socket's timeout is the stall limit now
+            if timed:
+                raise Stalled(stall) from None
+            raise
+
+    return _pump(read, fd, start, on_bytes, follower, digests)
 
 
 def _read1(raw, fd: int, start: int, stall: float, on_bytes: Callable[[int], None],  # type: ignore[no-untyped-def]
            follower: Follower | None, digests: Digests) -> int:
     from urllib3.exceptions import ReadTimeoutError
 
-    got = 0
-    while True:
+    def read() -> bytes:
         try:
-            chunk = raw.read1(READ)
+            return raw.read1(READ)
         except ReadTimeoutError:
             raise Stalled(stall) from None
-        if not chunk:
-            return got
-        _write(fd, memoryview(chunk))
-        got += len(chunk)
-        if follower is not None:
-            follower.mark(start + got)
-        else:
-            digests.update(chunk)
-        on_bytes(len(chunk))
+
+    return _pump(read, fd, start, on_bytes, follower, digests)
 
 
 def _splice(hr, sock: socket.socket, fd: int, start: int, length: int, stall: float,  # type: ignore[no-untyped-def]
