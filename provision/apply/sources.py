@@ -26,7 +26,7 @@ def source_list(ctx: Ctx) -> list[tuple[str, object, Path]]:
     """(name, source, directory), the app first: extensions may live inside it."""
     out: list[tuple[str, object, Path]] = [(upstream_name(ctx.spec), ctx.spec.upstream,
                                             Path(upstream_dir(ctx.spec, str(ctx.data))))]
-    prebuilt = {p.name for p in ctx.plan.extensions if p.build == "prebuilt"}  # installed from the lock's wheel
+    prebuilt = ctx.plan.prebuilt  # installed from the lock's wheel
     for e in ctx.spec.extensions_for(ctx.plan.variant):
         if e.name not in prebuilt:
             out.append((e.name, e.source, Path(source_dir(ctx.spec, e, str(ctx.data)))))

@@ -87,11 +87,11 @@ def plan_fleet(loaded: LoadedSpec, hosts: list[tuple[str, str, HostFacts]], opts
         tc = toolchain_of_plan(loaded.spec, facts, plan)
         d = tc.digest()
         h = FleetHost(name=name, file=file, variant=plan.variant, group=d, ram_gb=facts.ram_gb,
-                      jobs=min((e.max_jobs for e in plan.extensions if e.build != "prebuilt"), default=facts.cpu_count))
+                      jobs=min((e.max_jobs for e in plan.built), default=facts.cpu_count))
         fleet.hosts.append(h)
         members.setdefault(d, []).append(h)
         toolchains[d] = tc.as_dict()
-        exts[d] = [e.name for e in plan.extensions if e.build != "prebuilt"]  # a prebuilt wheel is not built
+        exts[d] = [e.name for e in plan.built]  # a prebuilt wheel is not built
     for d, hs in members.items():  # in the order the hosts were given
         ranked = sorted(hs, key=lambda h: (-h.jobs, -h.ram_gb, h.name))
         b = ranked[0]

@@ -78,6 +78,16 @@ class Plan(_Model):
     def ok(self) -> bool:
         return not self.blockers
 
+    @property
+    def built(self) -> list[ExtensionPlan]:
+        """The extensions this plan compiles (not those the lock installs as a prebuilt wheel)."""
+        return [e for e in self.extensions if e.build != "prebuilt"]
+
+    @property
+    def prebuilt(self) -> set[str]:
+        """The extensions the lock installs from their project's hashed wheel: nothing to build or fetch."""
+        return {e.name for e in self.extensions if e.build == "prebuilt"}
+
 
 @dataclass(frozen=True)
 class PlanOptions:

@@ -48,7 +48,7 @@ def compile_checklist(spec: TargetSpec, plan: Plan, pins: list[PipPin] | None) -
                    "use a variant whose torch covers this GPU (`provision plan` says which)", gpu=True,
                    expect=list(plan.arch_list)),
         ]
-    prebuilt = {p.name for p in plan.extensions if p.build == "prebuilt"}
+    prebuilt = plan.prebuilt
     for e in exts.values():
         redo = (f"reinstall its prebuilt wheel from the lock: provision apply {spec.name} --from-step pip-install"
                 if e.name in prebuilt else f"rebuild {e.name}: provision apply {spec.name} --from-step build-{e.name}")

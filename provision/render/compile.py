@@ -115,7 +115,7 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
         f"etc/conda/deactivate.d/provision-{spec.name}.sh": render("compile/conda-deactivate.sh.j2", **ctx),
     }
     shims = []
-    prebuilt = {p.name for p in plan.extensions if p.build == "prebuilt"}
+    prebuilt = plan.prebuilt
     for e in spec.extensions_for(v):
         if e.build == "inplace" and e.name not in prebuilt:
             shims.append(e.name)
