@@ -190,12 +190,22 @@ class PrebuiltWheel(StrictModel):
     public record gives its sha256; `record` says where that was read, or what was searched."""
 
     url: Url
-    torch: Annotated[StrictStr, Field(pattern=r"^\d+\.\d+$")]  # major.minor it was built against
-    cuda: Annotated[StrictStr, Field(pattern=r"^\d+$")]  # CUDA major (flash-attn: cu12 for any 12.x)
+    torch: StrictStr  # major.minor it was built against
+    cuda: StrictStr  # CUDA major (flash-attn: cu12 for any 12.x)
     cxx11_abi: StrictBool
-    python: Annotated[StrictStr, Field(pattern=r"^3\.\d+$")]
+    python: StrictStr
     sha256: Sha256 | None = None  # None: no public record of its hash was found
     record: Prose
+
+    @field_validator("torch", "cuda", "python")
+    @classmethod
+    def _build(cls, v: str, info) -> str:  # type: ignore[no-untyped-def]
+        form, example = {"torch": (r"\d+\.\d+", "'2.6' (major.minor, as the wheel's name says cu12torch2.6)"),
+                         "cuda": (r"\d+", "'12' (the CUDA major; flash-attn's cu12 wheels serve every 12.x)"),
+                         "python": (r"3\.\d{1,2}", "'3.10'")}[info.field_name]
+        if not re.fullmatch(form, v):
+            raise ValueError(f"{v!r} is not a {info.field_name} version like {example}")
+        return v
 
     @field_validator("url")
     @classmethod
