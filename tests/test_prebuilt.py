@@ -20,8 +20,8 @@ from test_lock import run
 from conftest import FIXTURES
 from provision.lock import lockfile
 from provision.lock.facts import read as read_facts
-from provision.lock.prebuilt import choose, torch_cxx11_abi
-from provision.spec import Extension, load_target
+from provision.lock.prebuilt import choose, torch_build, torch_cxx11_abi
+from provision.spec import Extension, TargetSpec, load_target
 from repofactory import repack_installed, serve, simple_index, toy_channel, wheel
 
 PY = "%d.%d" % sys.version_info[:2]
@@ -166,6 +166,24 @@ def test_without_a_hash_record_or_a_wheel_for_this_build_it_is_built_and_the_loc
 def test_the_abi_of_torch_builds_as_read_from_their_wheels() -> None:
     assert [torch_cxx11_abi(v) for v in ("2.4.0", "2.5.1+cu121", "2.6.0", "2.6.0+cu124", "2.6.0+cu126", "2.7.0",
                                          "2.8.0", "2.11.0+cu130")] == [False, False, False, False, True, True, True, True]
+
+
+def test_a_bare_torch_pin_is_the_build_its_index_serves() -> None:
+    """torch "2.6.0" from download.pytorch.org/whl/cu126 is 2.6.0+cu126 (C++11 ABI), not PyPI's 2.6.0."""
+    import yaml
+
+    doc = yaml.safe_load(SPEC.replace("CHAN", "https://example.invalid/chan").replace("WURL", "https://example.invalid/"
+                                      f"pext-{PEXT}-{CP}-{CP}-linux_x86_64.whl").replace("WSHA", "a" * 64))
+    doc["pip"]["indexes"] = {"pytorch-cu126": {"url": "https://download.pytorch.org/whl/cu126"}}
+    packages = doc["variants"]["cu128"]["packages"]
+    builds = []
+    for torch in ({"name": "torch", "version": "2.6.0", "index": "pytorch-cu126"},
+                  {"name": "torch", "version": "2.6.0+cu124", "index": "pytorch-cu126"},
+                  {"name": "torch", "version": "2.6.0"}, {"name": "torch", "version": ">=2.6"}):
+        packages[:] = [torch]
+        builds.append(torch_build(TargetSpec.model_validate(doc), "cu128"))
+    assert builds == ["2.6.0+cu126", "2.6.0+cu124", "2.6.0", None]
+    assert torch_cxx11_abi(builds[0]) and not torch_cxx11_abi(builds[2])
 
 
 def test_the_trellis2_locks_say_flash_attn_is_built_and_why() -> None:

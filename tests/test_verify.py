@@ -255,6 +255,27 @@ def test_an_env_of_your_own_is_told_how_it_differs_from_the_lock_not_failed(tmp_
     assert ours[0].status == "fail" and exit_code(ours) == 2
 
 
+def test_verify_python_of_an_env_applied_with_existing_warns_of_its_packages(tmp_path: Path) -> None:
+    """`verify --python PREFIX/bin/python` reads the state apply left in PREFIX: an --existing env
+    is told how its packages differ from the lock (exit 0), as it is with --prefix."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "mine")], check=True)
+    py = tmp_path / "mine" / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    wheel(tmp_path / "wh", "alpha", "0.9")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--isolated", "--find-links", str(tmp_path / "wh"),
+                    "--target", site, "alpha==0.9"], check=True, capture_output=True)
+    meta = tmp_path / "mine" / "share" / "provision"
+    meta.mkdir(parents=True)
+    (meta / "state.json").write_text(json.dumps({"existing": True, "steps": {}}))
+    cl = checklist_for(tmp_path, free_port())
+    code, out = run("verify", str(tmp_path / "envs" / "vtoy.yaml"), "--python", str(py), "--checklist", str(cl),
+                    "--host", str(FIXTURES / "hosts" / "rtx5070ti-wsl2.json"), "--json")
+    by = {c["id"]: c for c in json.loads(out)["checks"]}
+    assert by["locked-packages"]["status"] == "warn", by["locked-packages"]
+    assert "alpha 0.9 (locked 1.0)" in by["locked-packages"]["detail"]
+
+
 def test_a_missing_arch_is_given_the_fix_of_its_own_extension(monkeypatch: pytest.MonkeyPatch) -> None:
     """trellis2 lists flash-attn first: an nvdiffrast built without this GPU's arch must not be told
     to rebuild (or un-prebuild) flash-attn."""

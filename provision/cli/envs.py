@@ -39,8 +39,9 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
 
     loaded = load_target(target)
     host = host_for(host_file, loaded.spec.app.port)
-    if data is None and prefix is not None:
-        data = recorded_data_dir(prefix)  # the data dir apply built this env with
+    state = recorded_state(prefix) if prefix is not None else {}
+    if data is None:
+        data = recorded_data_dir(state)  # the data dir apply built this env with
     plan_ = make_plan(loaded, host, plan_options(loaded, host, variant, prefix, data, lockdir))
     if preflight:
         from ..verify.doctor import diagnose
@@ -87,10 +88,14 @@ def verify_(target: str = typer.Argument(..., help="Target name or spec file."),
         pins = lockfile.pip_pins(lockfile.read(lp)) if lp.is_file() else None
         checklist = compile_checklist(loaded.spec, plan_, pins)
     py = python or f"{plan_.prefix}/bin/python"
+    # the env checked is the one --python lives in (PREFIX/bin/python), else the plan's
+    env_prefix = plan_.prefix if not python else str(Path(python).parent.parent) if Path(python).is_absolute() else None
+    if env_prefix != prefix:
+        state = recorded_state(env_prefix) if env_prefix else {}
     missing = None if python or Path(py).exists() else f"no env at {plan_.prefix}: run `provision apply {loaded.name}`"
     outcomes, gpu = verify(checklist, None if missing else py, target_env(plan_.env, plan_.data_dir),
                            no_env="skipped: no env to run it in",
-                           own_env=not python and recorded_state(plan_.prefix).get("existing") is True)
+                           own_env=state.get("existing") is True)
     code = 2 if missing else exit_code(outcomes, strict)
     counts: dict[str, int] = {}
     for o in outcomes:
@@ -133,9 +138,9 @@ def recorded_state(prefix: str) -> dict:
     return d if isinstance(d, dict) else {}
 
 
-def recorded_data_dir(prefix: str) -> str | None:
+def recorded_data_dir(state: dict) -> str | None:
     """The data dir an env provision made was applied with, if its state says."""
-    d = recorded_state(prefix).get("data_dir")
+    d = state.get("data_dir")
     return d if isinstance(d, str) and d.startswith("/") and "\n" not in d else None
 
 

@@ -11,6 +11,7 @@ built as before, and the lock says which wheel it would have been and why it was
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from packaging.utils import parse_wheel_filename
@@ -86,9 +87,26 @@ def choose(e: Extension, torch: str, cuda: str, python: str) -> Choice | None:
                   url=w.url, sha256=w.sha256, version=str(version), dist=str(dist))
 
 
+_INDEX_BUILD = re.compile(r"/(cu\d+|cpu|rocm[\d.]+)/?$")
+
+
+def torch_build(spec: TargetSpec, variant: str) -> str | None:
+    """The variant's torch as the index names it: the pin's own local tag, else the one its index
+    serves (a bare "2.6.0" from download.pytorch.org/whl/cu126 resolves to 2.6.0+cu126, whose C++
+    ABI differs from PyPI's 2.6.0), else the pin as it is (PyPI's torch has no local tag)."""
+    pkg = next((p for p in spec.variants[variant].packages if p.key == "torch"), None)
+    if pkg is None or not pkg.exact:
+        return None
+    if Version(pkg.exact).local:
+        return pkg.exact
+    index = spec.pip.indexes.get(pkg.index)
+    m = _INDEX_BUILD.search(str(index.url)) if index is not None else None
+    return f"{pkg.exact}+{m.group(1)}" if m else pkg.exact
+
+
 def choices(spec: TargetSpec, variant: str) -> list[Choice]:
     """Every extension of the variant that lists prebuilt wheels, with the lock's choice."""
-    torch = spec.torch_version(variant)
+    torch = torch_build(spec, variant)
     if not torch:
         return []
     cuda = spec.variants[variant].cuda
