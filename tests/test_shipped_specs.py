@@ -21,6 +21,16 @@ def test_all_shipped_specs_validate() -> None:
     assert proc.stdout.count("ok ") == 3
 
 
+def test_validate_takes_a_target_name_as_every_command_does() -> None:
+    proc = cli("validate", "trellis2", "envs/triposr.yaml")
+    assert proc.returncode == 0 and proc.stdout.split() == ["ok", "envs/trellis2.yaml", "ok", "envs/triposr.yaml"], proc
+    typo = cli("validate", "trelis2")
+    assert typo.returncode == 2 and "trelis2: neither a spec file nor a target" in typo.stderr
+    assert "name a target (trellis, trellis2, triposr) or a spec file" in typo.stderr
+    gone = cli("validate", "gone.yaml")
+    assert gone.returncode == 2 and "gone.yaml: file not found" in gone.stderr and "UTF-8" not in gone.stderr
+
+
 def test_list_names_three_targets() -> None:
     proc = cli("list", "--json")
     assert proc.returncode == 0

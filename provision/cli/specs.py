@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import SpecError
+from ..errors import SpecError, SpecProblem
 from .base import JsonOpt, app, echo, echo_json
 
 
@@ -47,16 +47,22 @@ def show(target: str = typer.Argument(..., help="Target name (see `provision lis
 
 
 @app.command()
-def validate(files: Optional[List[Path]] = typer.Argument(None, help="Spec files (default: every target in envs/)."),
+def validate(files: Optional[List[Path]] = typer.Argument(None, help="Spec files or target names (default: every target in envs/)."),
              as_json: bool = JsonOpt) -> None:
     """Validate specs; list every problem with file:line and the fix. Exit 2 on any problem."""
     from ..settings import display_path
     from ..spec import load_spec, target_paths
 
-    paths = list(files) if files else list(target_paths().values())
+    targets = target_paths()
+    # a target's name stands for its spec, as everywhere else; a path that is a file stays a path
+    paths = [targets[str(f)] if not f.exists() and str(f) in targets else f for f in files] if files \
+        else list(targets.values())
     results, failed = [], False
     for p in paths:
         try:
+            if not p.exists() and p.suffix not in (".yaml", ".yml"):
+                raise SpecError([SpecProblem(str(p), None, "", "neither a spec file nor a target",
+                                             f"name a target ({', '.join(targets) or 'none in envs/'}) or a spec file")])
             loaded = load_spec(p)
             results.append({"file": display_path(p), "ok": True, "digest": loaded.digest, "problems": []})
         except SpecError as e:

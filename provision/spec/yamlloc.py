@@ -163,7 +163,7 @@ def load_located(path: Path, display: str) -> Any:
     except InputError as e:
         msg = e.message.split(": ", 1)[-1] if e.message.startswith(str(path)) else e.message
         if "no such file" in msg:
-            msg = "file not found"
+            raise SpecError([SpecProblem(display, None, "", "file not found", "check the path")]) from None
         raise SpecError([SpecProblem(display, None, "", msg, e.hint or "save the spec as UTF-8 text")]) from None
     try:
         _shape(text, display)
