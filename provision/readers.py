@@ -44,10 +44,14 @@ def read_bytes(path: Path, what: str, max_bytes: int) -> bytes:
         if path.is_dir():
             raise InputError(f"{path}: is a directory, expected {what}", hint="give the path of the file itself")
         size = path.stat().st_size
-        if size > max_bytes:
-            raise InputError(f"{path}: {size} bytes is too large for {what} (at most {max_bytes // MiB or 1} MiB)",
-                             hint="is this the right file?")
-        return path.read_bytes()
+        if size <= max_bytes:
+            with path.open("rb") as f:  # read at most one byte past the cap: /dev/zero or a pipe has no st_size
+                data = f.read(max_bytes + 1)
+            if len(data) <= max_bytes:
+                return data
+        said = f"{size} bytes" if size > max_bytes else "what it gives (a device or a pipe, no size)"
+        raise InputError(f"{path}: {said} is too large for {what} (at most {max_bytes // MiB or 1} MiB)",
+                         hint="is this the right file?")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file ({what})") from None
     except PermissionError:

@@ -5,6 +5,7 @@ refuses it with exit 2 naming the file and the field. See tests/hostile.py."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,9 @@ REFUSED = [
     # (id, file bytes, words)
     ("cc-without-dot", _gpu(compute_capability="86"), "compute capability like 8.6"),
     ("cc-sm-form", _gpu(compute_capability="sm_86"), "compute capability like 8.6"),
+    ("cc-full-width-digit", _gpu(compute_capability="\uff18.6"), "compute capability like 8.6"),
+    ("cc-leading-zero", _gpu(compute_capability="08.6"), "compute capability like 8.6"),
+    ("wsl-as-a-word", _with(wsl="yes"), "valid boolean"),
     ("cc-empty", _gpu(compute_capability=""), "compute capability like 8.6"),
     ("cc-three-parts", _gpu(compute_capability="8.6.1"), "compute capability like 8.6"),
     ("cc-number", _gpu(compute_capability=8.6), "valid string"),
@@ -136,3 +140,28 @@ def test_a_missing_host_file_says_how_to_make_one(tmp_path: Path) -> None:
     before = w.snapshot()
     judge(run(["plan", "triposr", "--host", str(w.root / "hosts" / "nope.json")], cwd=w.root), w, before, 2,
           ("no such file", "doctor --save"))
+
+
+def test_a_device_or_a_pipe_as_the_host_file_is_read_to_its_cap_not_forever(tmp_path: Path) -> None:
+    """`--host /dev/zero` has no size to check first: provision reads one byte past its cap and stops;
+    a pipe of a real host (`--host <(cat host.json)`) is read whole."""
+    w = _world(tmp_path)
+    before = w.snapshot()
+    judge(run(["plan", "triposr", "--host", "/dev/zero"], cwd=w.root), w, before, 2, ("/dev/zero", "too large"))
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, json.dumps(GOOD).encode())
+    os.close(write_fd)
+    try:
+        r = run(["plan", "triposr", "--host", f"/dev/fd/{read_fd}", "--json"], cwd=w.root)
+    finally:
+        os.close(read_fd)
+    assert r.code == 0 and json.loads(r.out)["variant"], r.text
+
+
+def test_a_host_file_saved_on_native_windows_is_told_to_use_wsl2(tmp_path: Path) -> None:
+    w = _world(tmp_path)
+    f = w.root / "hosts" / "host.json"
+    f.write_bytes(_with(os="windows", wsl=False))
+    before = w.snapshot()
+    judge(run(["plan", "triposr", "--host", str(f)], cwd=w.root), w, before, 2,
+          ("this host runs windows", "inside WSL2"))

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError,
+                      field_validator)
 
 from ..errors import HostFileError
 from ..ids import check_text
@@ -25,7 +26,7 @@ HOST_SCHEMA_VERSION = 1
 
 def _fits(pattern: str, looks_like: str):  # type: ignore[no-untyped-def]
     def check(v: str) -> str:
-        if not re.fullmatch(pattern, v):
+        if not re.fullmatch(pattern, v, re.ASCII):  # \d is 0-9 only: no full-width or Arabic-Indic digits
             raise ValueError(f"{v!r} is not {looks_like}")
         return v
     return AfterValidator(check)
@@ -39,7 +40,7 @@ Text = Annotated[StrictStr, _text()]
 LongText = Annotated[StrictStr, _text(20_000)]
 Word = Annotated[StrictStr, _fits(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", "a short name (letters, digits, . _ + -)")]
 # "8.6", "12.0": a major and a minor; "86", "sm_86", "" and "8.6.1" are mistakes, not capabilities
-ComputeCapability = Annotated[StrictStr, _fits(r"\d{1,2}\.\d", "a compute capability like 8.6 or 12.0 (major.minor; "
+ComputeCapability = Annotated[StrictStr, _fits(r"[1-9]\d?\.\d", "a compute capability like 8.6 or 12.0 (major.minor; "
                                                                "sm_86 is written 8.6)")]
 CudaVersion = Annotated[StrictStr, _fits(r"\d{1,2}\.\d{1,2}", "a CUDA version like 12.4 (major.minor)")]
 DriverVersion = Annotated[StrictStr, _fits(r"\d{2,4}(\.\d{1,3}){1,3}", "an NVIDIA driver version like 535.183.01")]
@@ -62,14 +63,14 @@ class GPU(_Model):
 class Nvcc(_Model):
     path: Path_
     version: CudaVersion  # "12.4"
-    on_path: bool = False  # the one `nvcc` resolves to
+    on_path: StrictBool = False  # the one `nvcc` resolves to
 
 
 class Compiler(_Model):
     path: Path_
     name: Word  # gcc, clang
     version: ToolVersion  # "11.4.0"
-    lto: bool | None = None  # gcc finds its lto-wrapper (builds that link with -flto need it); None: not asked
+    lto: StrictBool | None = None  # gcc finds its lto-wrapper (builds that link with -flto need it); None: not asked
 
 
 # One repair for a gcc without lto-wrapper: the build's diagnosis (after a failed link), doctor and plan (before).
@@ -86,7 +87,7 @@ class HostFacts(_Model):
     arch: Word = "x86_64"
     home: Path_ | None = None  # the user's home there: plans for this host use its paths, not the planner's
     data_dir: Path_ | None = None  # provision's data dir there (envs, sources, weights)
-    wsl: bool = False
+    wsl: StrictBool = False
     windows_build: Text | None = None
     glibc: Text | None = None
     cpu_count: int = Field(ge=1, le=65536)

@@ -52,6 +52,10 @@ def resource_blockers(spec: TargetSpec, host: HostFacts, elsewhere: bool = False
     out: list[Finding] = []
     if elsewhere:
         return _disk(spec, host)
+    if host.os != "linux":  # a host file saved by a native Windows or macOS Python
+        out.append(Finding(what=f"this host runs {host.os}; {spec.name}'s environment is built for Linux (natively or "
+                                "in WSL2)", fix="on Windows run provision inside WSL2 (`wsl --install`, then "
+                                                "`provision doctor --save host.json` there)"))
     if not host.gpus:
         why = f" ({host.gpu_error})" if host.gpu_error else ""
         driver = ("install the Windows NVIDIA driver (not a Linux one) and check `nvidia-smi` in WSL" if host.wsl
