@@ -339,6 +339,9 @@ def test_a_variant_is_planned_only_for_gpus_its_torch_has_kernels_for(cc: str, d
     ("trellis2", "8.6", "531.18", "12.1", True, "cu124", "Windows NVIDIA driver", "--variant"),
     # a GPU older than any build
     ("trellis2", "3.5", "550.90.07", "12.4", False, None, "older than any build", "update"),
+    # Blackwell (and sm_100) on driver 535: only cu128 has their kernels, so its driver is the fix, not cu124's
+    ("trellis2", "12.0", "535.183.01", "12.2", False, None, "update the NVIDIA driver to >= 570.26", "550.54"),
+    ("trellis2", "10.0", "535.183.01", "12.2", False, None, "(what cu128, CUDA 12.8, needs)", "cu124"),
 ])
 def test_refusal_hints_name_what_would_actually_fix_it(target: str, cc: str, driver: str, cuda: str, wsl: bool,
                                                        wanted: str | None, hint_has: str, hint_lacks: str) -> None:
@@ -350,6 +353,16 @@ def test_refusal_hints_name_what_would_actually_fix_it(target: str, cc: str, dri
         from provision.versions import Dotted
 
         assert Dotted(m) > Dotted(driver), hint
+
+
+def test_gpus_no_one_variant_has_kernels_for_are_not_told_to_update_the_driver() -> None:
+    """A V100 (sm_70: cu121 only) beside an RTX 5070 Ti (sm_120: cu128 only) on a new driver."""
+    h = _gpu_host("7.0", "575.51.02", "12.9")
+    h = h.model_copy(update={"gpus": [h.gpus[0], h.gpus[0].model_copy(update={"index": 1, "compute_capability": "12.0"})]})
+    with pytest.raises(PlanRefused) as e:
+        make_plan(load_target("triposr"), h, PlanOptions(data_dir="/d"))
+    hint = e.value.hint or ""
+    assert "no variant of triposr carries kernels for every GPU here (sm_70, sm_120)" in hint and "update the" not in hint
 
 
 def test_a_forced_variant_the_driver_cannot_run_is_refused_with_the_reason() -> None:

@@ -39,6 +39,13 @@ def variant_problems(spec: TargetSpec, key: str, host: HostFacts) -> list[str]:
                    f"(CUDA {cuda} needs driver >= {need})")
     if v.host.min_driver and host.driver_version and Dotted(host.driver_version) < Dotted(v.host.min_driver):
         out.append(f"{key} needs driver >= {v.host.min_driver}, this host has {drv}")
+    return out + gpu_problems(spec, key, host)
+
+
+def gpu_problems(spec: TargetSpec, key: str, host: HostFacts) -> list[str]:
+    """Why a variant carries no kernels for this host's GPUs (what no driver update changes)."""
+    v = spec.variants[key]
+    out: list[str] = []
     lo, hi = Dotted(v.host.min_compute_capability), Dotted(v.host.max_compute_capability)
     torch = spec.torch_version(key) or "?"
     for g in host.gpus:
@@ -145,12 +152,20 @@ def _refusal_hint(spec: TargetSpec, host: HostFacts, wanted: str | None, archs: 
                 f"{cc_arch(low_variant_cc)}): use a newer GPU")
     drv = Dotted(host.driver_version) if host.driver_version else None
     needs = []
-    for k in keys:
+    for k in keys:  # only a variant whose kernels fit every GPU (and arch) here is fixed by a driver
         tk = spec.cuda_toolkits.get(spec.variants[k].cuda)
-        if tk is not None:
-            needs.append((Dotted(_min_driver_for(tk, host)), k, spec.variants[k].cuda))
+        if tk is None or gpu_problems(spec, k, host) or arch_problems(spec, k, archs):
+            continue
+        floor = Dotted(_min_driver_for(tk, host))
+        if spec.variants[k].host.min_driver:
+            floor = max(floor, Dotted(spec.variants[k].host.min_driver))
+        needs.append((floor, k, spec.variants[k].cuda))
     newer = sorted(n for n in needs if drv is None or n[0] > drv)
     where = "the Windows NVIDIA driver (WSL2 uses it)" if host.wsl else "the NVIDIA driver"
+    if not needs:
+        gpus = ", ".join(f"{cc_arch(c)}" for c in ccs)
+        return (f"no variant {'asked for ' if wanted else 'of ' + spec.name + ' '}carries kernels for every GPU "
+                f"here ({gpus}) at once, and no driver update changes that: use GPUs that one variant covers")
     if newer:
         need, k, cuda = newer[0]
         more = "" if wanted else "; `provision plan --variant V` shows one variant's reasons"
