@@ -154,6 +154,47 @@ def test_check_says_fresh_then_stale_after_a_pin_changes(tmp_path: Path, repos: 
     assert code == 1 and "stale" in out and f"provision lock {spec} --variant cu128" in out
 
 
+def test_a_lockfile_edited_by_hand_is_caught_by_check_and_refused_by_compile(tmp_path: Path, repos: dict) -> None:
+    """The recorded input digest still matches the spec, but the body was changed: a pinned version
+    bumped, a dependency deleted, the toolkit relabelled. `lock --check` says "edited" (exit 1) and
+    names each; compile (and so apply) refuses to install it."""
+    spec = write_spec(tmp_path / "envs", repos)
+    assert lock(tmp_path, repos, spec=spec)[0] == 0
+    path = tmp_path / "lockfiles" / "toy" / "cu128" / "conda-lock.yml"
+    good = path.read_text()
+    i = good.index("- name: torch\n")
+    torch = good[i:good.index("\n- name:", i + 1)]
+    j = good.index("- name: beta\n")
+    beta = good[j:good.index("\n- name:", j + 1) + 1]
+    path.write_text(good.replace(torch, torch.replace("version: 2.8.0", "version: 2.9.0", 1)).replace(beta, ""))
+    code, out = run("lock", str(spec), "--check", "--lockdir", str(tmp_path / "lockfiles"))
+    assert code == 1 and "edited" in out, out
+    assert "torch 2.9.0: the spec asks for torch==2.8.0" in out and "which the lock does not hold" in out, out
+    assert "(and 3 more)" in out, out  # the file name that says 2.8.0, and more that lack beta
+    host = str(Path(__file__).parent / "fixtures" / "hosts" / "rtx5070ti-wsl2.json")
+    code, out = run("compile", str(spec), "--host", host, "--out", str(tmp_path / "out"),
+                    "--lockdir", str(tmp_path / "lockfiles"))
+    assert code == 2 and "was edited" in out and not (tmp_path / "out").exists(), out
+
+
+def test_a_lockfile_copied_into_another_variants_folder_is_named_so(tmp_path: Path, repos: dict) -> None:
+    spec = write_spec(tmp_path / "envs", repos)
+    assert lock(tmp_path, repos, spec=spec)[0] == 0
+    path = tmp_path / "lockfiles" / "toy" / "cu128" / "conda-lock.yml"
+    path.write_text(path.read_text().replace("provision-variant: cu128", "provision-variant: cu124"))
+    code, out = run("lock", str(spec), "--check", "--lockdir", str(tmp_path / "lockfiles"))
+    assert code == 1 and "provision-variant is 'cu124', this file's place says 'cu128'" in out, out
+    assert f"provision lock {spec} --variant cu128" in out and "--lockdir" in out, out
+
+
+def test_check_of_a_lockdir_that_is_not_there_or_holds_nothing_fails(tmp_path: Path) -> None:
+    code, out = run("lock", "--check", "--lockdir", str(tmp_path / "nowhere"))
+    assert code == 2 and "no such directory" in out, out
+    (tmp_path / "empty").mkdir()
+    code, out = run("lock", "--check", "--lockdir", str(tmp_path / "empty"))
+    assert code == 1 and "no lockfiles to check" in out, out
+
+
 def test_conda_lock_render_makes_an_explicit_file(tmp_path: Path, repos: dict) -> None:
     assert lock(tmp_path, repos)[0] == 0
     d = tmp_path / "lockfiles" / "toy" / "cu128"

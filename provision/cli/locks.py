@@ -36,6 +36,9 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
         raise UsageError(f"unsupported platform {platform!r}", hint=f"one of: {', '.join(PLATFORMS)}")
     lockdir = lockdir or lockfiles_dir()
     if check:
+        if not lockdir.is_dir():  # checking nothing must not pass a CI gate
+            raise UsageError(f"--lockdir {display_path(lockdir)}: {'not a directory' if lockdir.exists() else 'no such directory'}",
+                             hint="pass the folder that holds TARGET/VARIANT/conda-lock.yml (default: lockfiles/)")
         names = [target] if target else list(target_paths())
         results = []
         for name in names:
@@ -49,8 +52,8 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
             for r in results:
                 echo(f"{r.status:<7}  {display_path(r.path)}  {r.detail}")
             if not results:
-                echo("no lockfiles to check")
-        raise typer.Exit(1 if bad else 0)
+                echo(f"no lockfiles to check in {display_path(lockdir)}", err=True)
+        raise typer.Exit(1 if bad or not results else 0)
     if target is None:
         raise UsageError("which target?", hint="provision lock TARGET (`provision list` shows them)")
     loaded = load_target(target)

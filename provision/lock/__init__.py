@@ -7,6 +7,7 @@ written (atomically) only when both succeed.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..settings import display_path
 from ..spec import LoadedSpec
 from ..templating import render
 from . import conda as conda_half
-from . import lockfile
+from . import contents, lockfile
 from . import pip as pip_half
 from . import wheelfacts
 from .inputs import PYPI, LockInputs, lock_inputs
@@ -278,6 +279,20 @@ class CheckResult:
                 "status": self.status, "detail": self.detail}
 
 
+def _relock_command(loaded: LoadedSpec, variant: str, path: Path, lockdir: Path) -> str:
+    """The header's lock command when it is this variant's (a copied file's is not), with --lockdir
+    when the locks are elsewhere."""
+    from ..settings import lockfiles_dir
+
+    mine = f"provision lock {shlex.quote(_spec_ref(loaded))} --variant {variant}"
+    header = next((line.strip("# \n") for line in path.read_text().splitlines()[:5]
+                   if line.startswith("#     provision lock ")), "")
+    cmd = header if header == mine or header.startswith(mine + " ") else mine
+    if lockdir.resolve() != lockfiles_dir().resolve():
+        cmd += f" --lockdir {shlex.quote(display_path(lockdir))}"
+    return cmd
+
+
 def check_locks(loaded: LoadedSpec, lockdir: Path, variants: list[str] | None = None,
                 platform: str = "linux-64", resolve: bool = False) -> list[CheckResult]:
     """Compare each lockfile's recorded inputs with what the spec gives now (offline, fast).
@@ -291,12 +306,20 @@ def check_locks(loaded: LoadedSpec, lockdir: Path, variants: list[str] | None = 
         if not path.is_file():
             out.append(CheckResult(loaded.name, v, path, "missing", "no lockfile"))
             continue
-        st = lockfile.check(path, lock_inputs(loaded.spec, v, platform))
-        again = next((line.strip("# \n") for line in path.read_text().splitlines()[:5]
-                      if line.startswith("#     provision lock ")), f"provision lock {loaded.name} --variant {v}")
+        inputs = lock_inputs(loaded.spec, v, platform)
+        st = lockfile.check(path, inputs)
+        again = _relock_command(loaded, v, path, lockdir)
         detail = "matches the spec" if st.fresh else (
             f"the spec's lock inputs changed (lockfile {str(st.found)[:12]}, spec {st.expected[:12]}): run `{again}`")
         status = "fresh" if st.fresh else "stale"
+        if st.fresh:
+            edited = contents.problems(lockfile.read(path), inputs)
+            if edited:
+                more = f" (and {len(edited) - 3} more)" if len(edited) > 3 else ""
+                out.append(CheckResult(loaded.name, v, path, "edited", "the lockfile's body contradicts its spec or "
+                                       f"its own metadata: {'; '.join(edited[:3])}{more}: run `{again}` to write it "
+                                       "again (or review the edit)"))
+                continue
         if st.fresh and resolve:
             same, why = resolves_the_same(loaded, path, v)
             detail = f"matches the spec; {why}" + ("" if same else f": run `{again}` to take it")

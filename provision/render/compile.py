@@ -19,6 +19,7 @@ from .. import paths
 from ..errors import LockError, ProvisionError, UsageError
 from ..host import HostFacts
 from ..ids import url_file_name
+from ..lock import contents as lock_contents
 from ..lock import lockfile
 from ..lock.prebuilt import taken
 from ..lock.facts import current
@@ -96,6 +97,12 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
         if not st.fresh:
             raise LockError(f"{lock_path} is stale for {spec.name}/{v}: the spec's pins changed since it was made",
                             hint=f"provision lock {spec.name} --variant {v}")
+        edited = lock_contents.problems(lock, lock_inputs(spec, v))
+        if edited:  # installing it would install what nobody locked
+            raise LockError(f"{lock_path} was edited: its body contradicts its spec or its own metadata: "
+                            + "; ".join(edited[:3]) + (f" (and {len(edited) - 3} more)" if len(edited) > 3 else ""),
+                            hint=f"provision lock {spec.name} --variant {v} writes it again (review the edit first: "
+                                 "`git diff` of the lockfile)")
     elif opts.require_lock:
         hint = f"provision lock {spec.name} --variant {v}, or compile everything else with --no-lock"
         locked = [] if opts.plan.variant else _locked_variants_for(loaded, host, opts)
