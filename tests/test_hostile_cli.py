@@ -94,6 +94,26 @@ def test_a_mistyped_or_hostile_command_line_exits_2_with_the_reason(tmp_path: Pa
     assert not (w.root / "OUT").exists()
 
 
+@pytest.mark.parametrize("cid,argv,words", [
+    ("no-host-file", ["plan", "triposr", "--host", "NOWHERE", "--json"], "no such file"),
+    ("unknown-variant", ["plan", "triposr", "--variant", "cu999", "--json"], "unknown variant"),
+    ("unknown-option", ["plan", "triposr", "--hots", "x", "--json"], "No such option"),
+    ("unknown-target", ["compile", "tripsr", "--out", "OUT", "--json"], "no target named"),
+    ("refused-compile", ["compile", "trellis2", "--host", "A6000", "--variant", "cu124", "--out", "OUT", "--json"],
+     "cannot run"),
+])
+def test_a_json_run_that_fails_says_why_in_json_on_stdout(tmp_path: Path, cid: str, argv: list[str], words: str) -> None:
+    """A script that asked for --json reads an error object, never an empty stdout."""
+    w = _w(tmp_path)
+    before = w.snapshot()
+    a6000 = str(Path(HOST).parent / "a6000-linux-535.json")
+    argv = [{"NOWHERE": str(w.root / "nowhere.json"), "OUT": str(w.root / "OUT"), "A6000": a6000}.get(a, a) for a in argv]
+    r = run(argv, cwd=w.root)
+    judge(r, w, before, 2, (words,))
+    doc = json.loads(r.out)
+    assert doc["exit_code"] == 2 and words in doc["error"], doc
+
+
 def test_the_help_of_every_command_exits_0(tmp_path: Path) -> None:
     w = _w(tmp_path)
     before = w.snapshot()

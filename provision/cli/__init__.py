@@ -46,6 +46,23 @@ def _say(text: str) -> None:
     typer.echo(redact(text), err=True)
 
 
+def _wants_json() -> bool:
+    args = sys.argv[1:]
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
+def _fail(code: int, error: str, hint: str | None = None, **more: object) -> None:
+    """Exit with `code`; a --json run also gets the error as JSON on stdout (a script reading it
+    must not find nothing), the text stays on stderr."""
+    if _wants_json():
+        import json
+
+        doc = {"error": error, "hint": hint, **more, "exit_code": code}
+        sys.stdout.write(redact(json.dumps(doc, indent=2, default=str)) + "\n")
+        sys.stdout.flush()
+    sys.exit(code)
+
+
 def main() -> None:
     """Entry point: run the app, turning every anticipated failure into a message and an exit code.
 
@@ -70,7 +87,9 @@ def main() -> None:
     except ProvisionError as e:
         for line in e.lines():
             _say(line)
-        sys.exit(e.exit_code)
+        more = {k: [vars(p) if hasattr(p, "__dict__") else p for p in getattr(e, k)]
+                for k in ("problems", "reasons") if getattr(e, k, None)}
+        _fail(e.exit_code, e.message, e.hint, **more)
     except KeyboardInterrupt:
         _say("interrupted")
         sys.exit(130)
@@ -82,12 +101,14 @@ def main() -> None:
             sys.exit(130)
         if _kind(e, "ClickException"):
             e.show()  # type: ignore[attr-defined]
-            sys.exit(2 if _kind(e, "UsageError") else getattr(e, "exit_code", 2))
+            _fail(2 if _kind(e, "UsageError") else getattr(e, "exit_code", 2), e.format_message(),  # type: ignore[attr-defined]
+                  "see --help")
         if isinstance(e, OSError):  # a full disk, a read-only file, a directory where a file should be
             where = f"{e.filename}: " if e.filename else ""
+            hint = "free space, fix the permissions, or give another path; nothing else was changed"
             _say(f"error: {where}{e.strerror or e}")
-            _say("hint: free space, fix the permissions, or give another path; nothing else was changed")
-            sys.exit(2)
+            _say(f"hint: {hint}")
+            _fail(2, f"{where}{e.strerror or e}", hint)
         raise
     finally:
         memo.forget()  # a run that did not record itself leaves nothing for the next one to misuse
