@@ -97,7 +97,22 @@ def test_without_its_lockfile_compile_says_how_to_make_it_or_goes_on_with_no_loc
     assert not (tmp_path / "c").exists()
     code, out = compile_(tmp_path / "c", "trellis2", HOST_A6000, "--lockdir", str(tmp_path / "none"), "--no-lock")
     assert code == 0, out
-    assert "No lockfile was included" in (tmp_path / "c" / "README.md").read_text()
+    readme = (tmp_path / "c" / "README.md").read_text()
+    assert "No lockfile was included" in readme and "builds the environment from the spec (no lockfile" in readme
+    assert "none/trellis2/cu121/conda-lock.yml does not exist" in readme and str(tmp_path) not in readme
+
+
+def test_the_readme_leads_with_what_stops_apply_and_repeats_the_flags_apply_needs(tmp_path: Path) -> None:
+    """trellis2 on the 16 GB RTX 5070 Ti: its line (cu128) is planned, the VRAM stops it; the README
+    says that before it says to apply. The next command carries --data-dir and --ptx as given."""
+    host = str(FIXTURES / "hosts" / "rtx5070ti-wsl2.json")
+    code, out = compile_(tmp_path / "c", "trellis2", host, "--data-dir", "/srv/my data", "--ptx")
+    assert code == 2 and "trellis2 needs 24 GB of VRAM" in out
+    readme = (tmp_path / "c" / "README.md").read_text()
+    assert readme.index("## First: what stops it") < readme.index("## What to do next")
+    assert "provision apply trellis2 --variant cu128 --data-dir '/srv/my data' --ptx" in readme
+    code, out = run("apply", "triposr", "--host", host, "--data-dir", str(tmp_path / "d"), "--ptx", "--dry-run")
+    assert code == 0 and "archs 12.0+PTX" in out, out  # apply takes the --ptx it is told to repeat
 
 
 def test_trellis_on_the_a6000_gets_its_locked_variant_and_compiles_it_twice_the_same(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def do_compile(ctx: Ctx, step: Step, log: Path) -> None:
     _, files = artifacts_for(ctx.loaded, ctx.host, CompileOptions(
         lockdir=ctx.opts.lockdir, require_lock=not ctx.opts.existing,
         plan=PlanOptions(variant=ctx.plan.variant, prefix=ctx.plan.prefix, data_dir=ctx.plan.data_dir,
-                         arch_list=ctx.opts.arch_list)))
+                         arch_list=ctx.opts.arch_list, ptx=ctx.plan.torch_cuda_arch_list.endswith("+PTX"))))
     write_tree(files, ctx.compiled)
 
 

@@ -149,6 +149,7 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
            host_file: Optional[Path] = HostOpt,
            variant: Optional[str] = VariantOpt,
            archs: Optional[str] = ArchListOpt,
+           ptx: bool = typer.Option(False, "--ptx", help="Add +PTX to the highest arch (GPUs newer than any planned JIT it)."),
            prefix: Optional[str] = typer.Option(None, "--prefix", help="Environment prefix (default: DATA/envs/TARGET)."),
            data: Optional[str] = typer.Option(None, "--data-dir", help="Where envs, sources, wheels and weights go."),
            offline: bool = typer.Option(False, "--offline", help="Use only what a seeded bundle put in the data dir."),
@@ -174,7 +175,7 @@ def apply_(target: str = typer.Argument(..., help="Target name or spec file."),
     explicit = arch_list(archs)
     loaded = load_target(target)
     host = host_for(host_file, loaded.spec.app.port)
-    po = plan_options(loaded, host, variant, prefix, data, lockdir, archs=explicit)
+    po = plan_options(loaded, host, variant, prefix, data, lockdir, ptx, explicit)
     if existing:  # into an env that is there: nothing is installed from a lock
         from dataclasses import replace
 

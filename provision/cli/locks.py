@@ -107,8 +107,10 @@ def compile_(target: str = typer.Argument(..., help="Target name or spec file.")
     loaded = load_target(target)
     host = host_for(host_file, loaded.spec.app.port)
     pfx, dd = plan_dirs(prefix, data, host)
+    # the flags the host's apply must repeat; --lockdir names a folder of this machine, not of the host
+    again = [*(["--data-dir", dd] if data is not None else []), *(["--ptx"] if ptx else [])]
     opts = CompileOptions(lockdir=lockdir or lockfiles_dir(), require_lock=not no_lock,
-                          windows_ram_gb=windows_ram_gb, windows_cpus=windows_cpus,
+                          windows_ram_gb=windows_ram_gb, windows_cpus=windows_cpus, apply_args=tuple(again),
                           plan=PlanOptions(variant=variant, ptx=ptx, prefix=pfx, data_dir=dd))
     result, files = artifacts_for(loaded, host, opts)
     write_tree(files, out)

@@ -41,6 +41,8 @@ class CompileOptions:
     windows_ram_gb: float = 32
     windows_cpus: int = 16
     require_lock: bool = True
+    # what the user gave compile that apply on the host must be given too (--data-dir, --ptx)
+    apply_args: tuple[str, ...] = ()
 
 
 def _json(data: object) -> str:
@@ -111,7 +113,8 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
         raise LockError(f"no lockfile for {spec.name}/{v} (the variant the plan chose for this host): {lock_path}",
                         hint=hint)
     else:
-        no_lock_reason = f"{lock_path} does not exist; make it with `provision lock {spec.name} --variant {v}`"
+        shown = lockfile.lockfile_path(Path(opts.lockdir.name), spec.name, v)  # never this machine's own path
+        no_lock_reason = f"{shown} does not exist; make it with `provision lock {spec.name} --variant {v}`"
 
     env = sorted(plan.env.items())  # quoted by the shell templates themselves (templating.py)
     ctx = {"target": spec.name, "variant": v, "env": env, "prefix": plan.prefix}
@@ -165,7 +168,7 @@ def _apply_command(target: str, variant: str, opts: CompileOptions) -> str:
     args = [f"provision apply {target} --variant {variant}"]
     if opts.plan.prefix:
         args.append(f"--prefix {shlex.quote(opts.plan.prefix)}")
-    return " ".join(args)
+    return " ".join([*args, *map(shlex.quote, opts.apply_args)])
 
 
 def _startup_shim_rows(spec: TargetSpec) -> list[str]:
