@@ -289,6 +289,21 @@ def test_dry_run_prints_every_step_and_changes_nothing(world: dict, tmp_path: Pa
     assert code == 2 and "no current lockfile for apptoy/cu128" in out  # plan and lock agree, before step 1
 
 
+def test_a_venv_dry_run_shows_the_venv_it_makes_and_a_wrong_python_stops_it(world: dict, tmp_path: Path) -> None:
+    """--venv makes the env with `python -m venv`, not from the lock's conda half: the dry run says
+    that, and a --python of another version than the spec's is refused before anything runs."""
+    base = ["apply", str(world["spec"]), "--host", world["host"], "--prefix", str(tmp_path / "env"), "--venv",
+            "--data-dir", str(tmp_path / "data"), "--lockdir", str(world["t"] / "lockfiles"), "--dry-run"]
+    code, out = run(*base, "--python", sys.executable)
+    assert code == 0 and f"{sys.executable} -m venv {tmp_path / 'env'}" in out and "install the conda packages" not in out, out
+    other = tmp_path / "python"
+    other.write_text("#!/bin/sh\necho 2.7\n")
+    other.chmod(0o755)
+    code, out = run(*base, "--python", str(other))
+    assert code == 2 and f"--python {other} is Python 2.7; the spec's env is Python {PY}" in out, out
+    assert not (tmp_path / "env").exists() and not (tmp_path / "data").exists()
+
+
 def test_a_new_env_reuses_the_cached_extension_build(world: dict, tmp_path: Path) -> None:
     """Same source, Python, compiler and arch list: the second env compiles nothing."""
     t = world["t"]

@@ -23,8 +23,7 @@ from .context import ApplyError, Ctx
 
 def do_create_env(ctx: Ctx, step: Step, log: Path) -> None:
     if ctx.opts.venv:
-        host_py = ctx.opts.python or _host_python(ctx)
-        run_logged(ctx, [host_py, "-m", "venv", str(ctx.prefix)], log)
+        run_logged(ctx, [host_python(ctx.spec.python, ctx.opts.python), "-m", "venv", str(ctx.prefix)], log)
         return
     from ..lock import lockfile
 
@@ -33,14 +32,28 @@ def do_create_env(ctx: Ctx, step: Step, log: Path) -> None:
     rattler_install(ctx, recs, log, ctx.prefix)
 
 
-def _host_python(ctx: Ctx) -> str:
-    want = ctx.spec.python
+def _version_of(path: str) -> str | None:
+    try:
+        r = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                           text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def host_python(want: str, given: str | None = None) -> str:
+    """The host Python a --venv env is made from: --python if it is the spec's major.minor, else
+    the first of python3.X, python3 and this one that is."""
+    if given is not None:
+        found = _version_of(given)
+        if found != want:
+            said = f"is Python {found}" if found else "does not run"
+            raise ApplyError(f"--python {given} {said}; the spec's env is Python {want}",
+                             hint=f"pass a python{want} (`command -v python{want}`), or drop --python")
+        return given
     for cand in (f"python{want}", "python3", sys.executable):
         path = shutil.which(cand) or (cand if os.path.isabs(cand) else None)
-        if not path:
-            continue
-        r = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True)
-        if r.stdout.strip() == want:
+        if path and _version_of(path) == want:
             return path
     raise ApplyError(f"no Python {want} on this machine for a venv",
                      hint=f"install python{want}, pass --python PATH, or drop --venv to get it from conda-forge")

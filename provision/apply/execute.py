@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -137,6 +138,13 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
     steps = [s for s in plan.steps
              if s.id not in skip and not (s.id == "weights" and opts.bundle is None and (opts.offline or opts.existing))]
     check_prefix(ctx.prefix, ctx.data, opts.existing)
+    if opts.venv:  # the env comes from a host Python, not from the lock's conda half: say so, check it first
+        from .envsteps import host_python
+
+        py = host_python(loaded.spec.python, opts.python)
+        steps = [s.model_copy(update={"title": f"create a venv from the host's Python {loaded.spec.python} ({py})",
+                                      "command": f"{shlex.quote(py)} -m venv {shlex.quote(str(ctx.prefix))}"})
+                 if s.id == "create-env" else s for s in steps]
     ids = [s.id for s in steps]
     if opts.from_step and opts.from_step not in ids:
         raise ApplyError(f"no step {opts.from_step!r} in the plan", hint=f"steps: {', '.join(ids)}")
