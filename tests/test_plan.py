@@ -130,6 +130,21 @@ def test_a_host_gcc_too_new_for_nvcc_builds_with_the_toolkits_own_gcc() -> None:
     assert not any("unsupported GNU version" in w.what for w in p.warnings)
 
 
+def test_a_host_without_a_cxx_builds_with_the_toolkits_gcc_or_is_told_to_install_one() -> None:
+    """No g++ on the host: the lock's toolkit brings one (trellis2 on the A6000 builds with it); a
+    system nvcc brings none (triposr on the RTX 5070 Ti), so the plan blocks before any install."""
+    bare = host("a6000-linux-535").model_copy(update={"cxx": None})
+    p = make_plan(load_target("trellis2"), bare, PlanOptions(data_dir="/d", locks=current(load_target("trellis2").spec,
+                                                                                           lockfiles_dir())))
+    assert p.nvcc.cxx == f"{p.nvcc.cuda_home}/bin/x86_64-conda-linux-gnu-g++" and not p.blockers, p.blockers
+    assert "no host C++ compiler found: the toolkit's own g++" in p.nvcc.reason
+    bare = host("rtx5070ti-wsl2").model_copy(update={"cxx": None})
+    p = make_plan(load_target("triposr"), bare, PlanOptions(data_dir="/d"))
+    assert [b.what for b in p.blockers] == ["no C++ compiler found (g++): the CUDA extensions (torchmcubes) need one, "
+                                            "for their C++ code and as nvcc's host compiler"]
+    assert "sudo apt install build-essential" in p.blockers[0].fix
+
+
 def test_ptx_option_adds_ptx_to_the_highest_arch_only() -> None:
     h = host("a6000-linux-535")
     h = h.model_copy(update={"gpus": h.gpus + [h.gpus[0].model_copy(update={"index": 1, "compute_capability": "8.9",

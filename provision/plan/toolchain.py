@@ -60,7 +60,7 @@ def plan_nvcc(spec: TargetSpec, variant: Variant, exts: list[Extension], host: H
             plan = NvccPlan(needed=True, source="system", version=n.version, path=n.path,
                             cuda_home=n.path.rsplit("/bin/nvcc", 1)[0],
                             reason=f"system nvcc {n.version} matches torch's CUDA {cuda}")
-            return _host_compiler(spec, plan, host, None), []
+            return _host_compiler(spec, plan, host, None, needs)
         rejected.append(f"{n.path} ({n.version}): {why}")
     reason = "no nvcc on this host" if not host.nvcc else "; ".join(rejected)
     version = build_toolkit(variant, lock)
@@ -82,23 +82,33 @@ def plan_nvcc(spec: TargetSpec, variant: Variant, exts: list[Extension], host: H
                     conda_channel=tk.conda_channel, conda_packages=list(tk.conda_packages),
                     reason=f"{reason}: the lockfile's CUDA {version} toolkit, installed once into {home} "
                            "(shared by every env that builds with it)")
-    return _host_compiler(spec, plan, host, lock.toolkit_cxx if lock is not None else None), []
+    return _host_compiler(spec, plan, host, lock.toolkit_cxx if lock is not None else None, needs)
 
 
-def _host_compiler(spec: TargetSpec, plan: NvccPlan, host: HostFacts, toolkit_cxx: str | None) -> NvccPlan:
-    """nvcc refuses a host gcc newer than its own limit ("unsupported GNU version!"): then the
-    conda g++ the locked toolkit brings, of a version it accepts, compiles instead."""
+def _host_compiler(spec: TargetSpec, plan: NvccPlan, host: HostFacts, toolkit_cxx: str | None,
+                   exts: list[Extension]) -> tuple[NvccPlan, list[Finding]]:
+    """nvcc needs a host C++ compiler, and refuses a gcc newer than its own limit ("unsupported GNU
+    version!"): then the conda g++ the locked toolkit brings, of a version it accepts, compiles
+    instead; with neither, the builds cannot start, and the plan says so before anything is installed."""
     tk = toolkit_for(spec, plan.version or "")
-    if tk is None or host.cxx is None or host.cxx.name != "gcc":
-        return plan
-    if Dotted(host.cxx.version).major <= Dotted(tk.max_gcc).major:
-        return plan
-    if plan.source == "toolkit" and toolkit_cxx and Dotted(toolkit_cxx).major <= Dotted(tk.max_gcc).major:
-        return plan.model_copy(update={
-            "cc": f"{plan.cuda_home}/bin/x86_64-conda-linux-gnu-gcc", "cxx": f"{plan.cuda_home}/bin/x86_64-conda-linux-gnu-g++",
-            "reason": plan.reason + f"; host gcc {host.cxx.version} is newer than nvcc {plan.version} accepts "
-                                    f"(<= {tk.max_gcc}): the toolkit's own g++ {toolkit_cxx} compiles"})
-    return plan
+    own = plan.source == "toolkit" and toolkit_cxx and (tk is None or Dotted(toolkit_cxx).major <= Dotted(tk.max_gcc).major)
+    use_own = {"cc": f"{plan.cuda_home}/bin/x86_64-conda-linux-gnu-gcc", "cxx": f"{plan.cuda_home}/bin/x86_64-conda-linux-gnu-g++"}
+    if host.cxx is None:
+        if own:
+            return plan.model_copy(update={**use_own, "reason": plan.reason + f"; no host C++ compiler found: the "
+                                           f"toolkit's own g++ {toolkit_cxx} compiles"}), []
+        names = ", ".join(e.name for e in exts)
+        return plan, [Finding(what=f"no C++ compiler found (g++): the CUDA extensions ({names}) need one, for their C++ "
+                                   "code and as nvcc's host compiler",
+                              fix="install one (Debian/Ubuntu, WSL included: `sudo apt install build-essential`), then "
+                                  "save the host facts again (`provision doctor --save host.json`)")]
+    if tk is None or host.cxx.name != "gcc" or Dotted(host.cxx.version).major <= Dotted(tk.max_gcc).major:
+        return plan, []
+    if own:
+        return plan.model_copy(update={**use_own, "reason": plan.reason + f"; host gcc {host.cxx.version} is newer "
+                                       f"than nvcc {plan.version} accepts (<= {tk.max_gcc}): the toolkit's own g++ "
+                                       f"{toolkit_cxx} compiles"}), []
+    return plan, []
 
 
 def _nvcc_unfit(spec: TargetSpec, n: Nvcc, cuda: Dotted, need_min: Dotted, archs: list[Dotted]) -> str | None:
