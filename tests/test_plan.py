@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from provision.errors import PlanRefused, UsageError
-from provision.host import HostFacts, load_host
+from provision.host import HostFacts, Nvcc, load_host
 from provision.plan import PlanOptions, make_plan
 from provision.lock.facts import current
 from provision.settings import lockfiles_dir
@@ -397,6 +397,16 @@ def test_a_toolkit_newer_than_the_driver_is_a_minor_version_compatibility_warnin
     p = plan("trellis2", "rtx4090-linux-550")  # driver 550, the cu124 lock's toolkit is 12.6 (needs 560)
     assert any("minor-version compatibility" in w.what for w in p.warnings)
     assert not plan("trellis2", "a6000-linux-535").warnings  # 12.2 on 535: no caveat
+
+
+def test_a_system_nvcc_newer_than_the_driver_gets_the_same_warning() -> None:
+    """nvcc 12.9 from /usr/local on a driver that ships CUDA 12.8: judged like the lock's toolkit."""
+    h = host("rtx5070ti-wsl2").model_copy(update={"driver_version": "572.16", "driver_cuda": "12.8", "nvcc": [
+        Nvcc(path="/usr/local/cuda-12.9/bin/nvcc", version="12.9", on_path=True)]})
+    p = make_plan(load_target("triposr"), h, PlanOptions(data_dir="/d"))
+    assert p.nvcc.source == "system" and p.nvcc.version == "12.9"
+    w = [w for w in p.warnings if "minor-version compatibility" in w.what]
+    assert w and "driver 572.16 (which ships CUDA <= 12.8)" in w[0].what and "CUDA >= 12.9" in w[0].fix, p.warnings
 
 
 def test_the_no_gpu_fix_speaks_of_windows_only_on_wsl() -> None:

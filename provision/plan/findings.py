@@ -12,6 +12,7 @@ from ..spec import TargetSpec
 from ..versions import Dotted
 from .model import Finding, NvccPlan
 from .toolchain import toolkit_for
+from .variants import driver_max_cuda
 
 
 def lock_findings(spec: TargetSpec, variant: str, locks: Mapping[str, LockFacts] | None) -> list[Finding]:
@@ -34,14 +35,20 @@ def driver_warnings(spec: TargetSpec, variant: str, host: HostFacts, nvcc: NvccP
         out.append(Finding(what=f"the driver version is unknown: nothing checked that it runs CUDA "
                                 f"{spec.variants[variant].cuda}", fix="check `nvidia-smi`; on WSL2 "
                            "update the Windows driver" if host.wsl else "check `nvidia-smi`"))
-    tk = spec.cuda_toolkits.get(nvcc.version or "") if nvcc.needed else None
-    if tk is not None and host.driver_version:
-        need = tk.min_driver_windows if host.wsl else tk.min_driver_linux
-        if Dotted(host.driver_version) < Dotted(need):
-            out.append(Finding(what=f"extensions are built with nvcc {nvcc.version}, newer than driver "
-                                    f"{host.driver_version} (which ships CUDA <= {host.driver_cuda or '?'}): they "
-                                    "run through CUDA minor-version compatibility (their SASS loads; PTX for a "
-                                    "newer GPU would not JIT)", fix=f"update the driver to >= {need} to drop the caveat"))
+    if not (nvcc.needed and nvcc.version and host.driver_version):
+        return out
+    max_cuda = driver_max_cuda(spec, host)  # a system nvcc and the lock's toolkit are judged alike
+    tk = spec.cuda_toolkits.get(Dotted(nvcc.version).major_minor().text)
+    need = (tk.min_driver_windows if host.wsl else tk.min_driver_linux) if tk is not None else None
+    newer = (max_cuda is not None and Dotted(nvcc.version).major_minor() > max_cuda) or (
+        need is not None and Dotted(host.driver_version) < Dotted(need))
+    if newer:
+        out.append(Finding(what=f"extensions are built with nvcc {nvcc.version}, newer than driver "
+                                f"{host.driver_version} (which ships CUDA <= {max_cuda or host.driver_cuda or '?'}): "
+                                "they run through CUDA minor-version compatibility (their SASS loads; PTX for a "
+                                "newer GPU would not JIT)",
+                           fix=f"update the driver to >= {need} to drop the caveat" if need else
+                               f"update the driver to one that ships CUDA >= {Dotted(nvcc.version).major_minor().text}"))
     return out
 
 
