@@ -27,6 +27,8 @@ def test_validate_takes_a_target_name_as_every_command_does() -> None:
     typo = cli("validate", "trelis2")
     assert typo.returncode == 2 and "trelis2: neither a spec file nor a target" in typo.stderr
     assert "name a target (trellis, trellis2, triposr) or a spec file" in typo.stderr
+    host = cli("validate", "tests/fixtures/hosts/h100-cuda13.json")
+    assert host.returncode == 2 and "this is a host file (`provision doctor --save`), not a spec" in host.stderr
     gone = cli("validate", "gone.yaml")
     assert gone.returncode == 2 and "gone.yaml: file not found" in gone.stderr and "UTF-8" not in gone.stderr
 

@@ -21,6 +21,8 @@ CASES = [
     ("tab-indent", "description: A tiny target for tests", "description: A tiny\n\tbad: x  # <-", "", "YAML"),
     ("unknown-top-key", "python: \"3.10\"", "python: \"3.10\"\npyhton_extra: 1  # <-", "pyhton_extra", "unknown key"),
     ("typo-key-suggests", "    build: inplace", "    buld: inplace  # <-", "extensions[0].buld", "did you mean 'build'"),
+    ("key-in-the-wrong-place", "python: \"3.10\"", "python: \"3.10\"\nram_gb: 8  # <-", "ram_gb",
+     "'ram_gb' is not a key here: it belongs under `resources:`"),
     ("python-as-float", "python: \"3.10\"", "python: 3.10  # <-", "python", "quote it"),
     ("wrong-type-list", "  channels: [conda-forge]", "  channels: conda-forge  # <-", "conda.channels", "valid list"),
     ("bad-version", "    - {name: numpy, version: \"1.26.4\"}", "    - {name: numpy, version: \"2.5.1+cu12\"}  # <-",

@@ -46,6 +46,20 @@ def show(target: str = typer.Argument(..., help="Target name (see `provision lis
         echo(yaml.safe_dump(data, sort_keys=False, width=100), nl=False)
 
 
+def _host_file(p: Path) -> bool:
+    """A host file handed to validate by mistake: say so, not 34 spec errors."""
+    if p.suffix != ".json":
+        return False
+    from ..errors import ProvisionError
+    from ..host import load_host
+
+    try:
+        load_host(p)
+    except ProvisionError:  # not a host file either: the spec loader says what it is
+        return False
+    return True
+
+
 @app.command()
 def validate(files: Optional[List[Path]] = typer.Argument(None, help="Spec files or target names (default: every target in envs/)."),
              as_json: bool = JsonOpt) -> None:
@@ -63,6 +77,9 @@ def validate(files: Optional[List[Path]] = typer.Argument(None, help="Spec files
             if not p.exists() and p.suffix not in (".yaml", ".yml"):
                 raise SpecError([SpecProblem(str(p), None, "", "neither a spec file nor a target",
                                              f"name a target ({', '.join(targets) or 'none in envs/'}) or a spec file")])
+            if _host_file(p):
+                raise SpecError([SpecProblem(str(p), None, "", "this is a host file (`provision doctor --save`), not a "
+                                             "spec", f"give it to --host: provision plan TARGET --host {p}")])
             loaded = load_spec(p)
             results.append({"file": display_path(p), "ok": True, "digest": loaded.digest, "problems": []})
         except SpecError as e:

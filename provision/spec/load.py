@@ -10,7 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from functools import cache
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -146,6 +147,37 @@ _ALL_FIELDS = sorted({f for mod in (spec_models, weight_models) for m in vars(mo
                       if isinstance(m, type) and issubclass(m, BaseModel) for f in m.model_fields})
 
 
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in get_args(annotation) for m in _models_in(a)]
+
+
+@cache
+def _homes() -> dict[str, list[str]]:
+    """field -> the keys it lives under (`ram_gb` -> `resources:`), to say where a misplaced key goes."""
+    out: dict[str, set[str]] = {}
+    todo: list[tuple[type[BaseModel], str]] = [(spec_models.TargetSpec, "the top level")]
+    seen: set[type[BaseModel]] = set()
+    while todo:
+        model, where = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, f in model.model_fields.items():
+            out.setdefault(name, set()).add(where)
+            todo += [(m, f"`{name}:`") for m in _models_in(f.annotation)]
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _unknown_key_hint(key: str) -> str:
+    homes = _homes().get(key)
+    if homes:
+        return f"{key!r} is not a key here: it belongs under {' or '.join(homes)}"
+    near = difflib.get_close_matches(key, _ALL_FIELDS, n=1)
+    return f"did you mean {near[0]!r}?" if near else "remove it: unknown keys are errors, not ignored"
+
+
 def _problems_from_pydantic(err: ValidationError, data: LMap, default_file: str) -> list[SpecProblem]:
     out: list[SpecProblem] = []
     seen: set[tuple[str, int | None, str]] = set()
@@ -155,8 +187,7 @@ def _problems_from_pydantic(err: ValidationError, data: LMap, default_file: str)
         if kind == "extra_forbidden":
             key = loc[-1]
             msg = f"unknown key {key!r}"
-            near = difflib.get_close_matches(str(key), _ALL_FIELDS, n=1)
-            hint = f"did you mean {near[0]!r}?" if near else "remove it: unknown keys are errors, not ignored"
+            hint = _unknown_key_hint(str(key))
         elif kind == "missing":
             msg = "missing required field"
         elif kind in ("string_type",) and isinstance(value, (int, float)) and not isinstance(value, bool):
