@@ -165,3 +165,21 @@ def test_a_host_file_saved_on_native_windows_is_told_to_use_wsl2(tmp_path: Path)
     before = w.snapshot()
     judge(run(["plan", "triposr", "--host", str(f)], cwd=w.root), w, before, 2,
           ("this host runs windows", "inside WSL2"))
+
+
+@pytest.mark.parametrize("cid,changes,words", [
+    ("cuda-beyond-the-driver", {"driver_version": "535.183.01", "driver_cuda": "13.0", "wsl": False},
+     "CUDA 13.0 needs driver >= 580.65.06"),
+    ("cuda-below-the-driver", {"driver_version": "560.35.03", "driver_cuda": "12.0", "wsl": False},
+     "driver 560.35.03 runs CUDA 12.6"),
+    ("a-linux-number-on-wsl", {"driver_version": "535.183.01", "driver_cuda": "12.2", "wsl": True},
+     "CUDA 12.2 needs Windows driver >= "),
+])
+def test_a_driver_version_and_driver_cuda_that_disagree_are_refused(tmp_path: Path, cid: str, changes: dict,
+                                                                     words: str) -> None:
+    w = _world(tmp_path)
+    f = w.root / "hosts" / "host.json"
+    f.write_bytes(_with(**changes))
+    before = w.snapshot()
+    judge(run(["plan", "trellis2", "--host", str(f)], cwd=w.root), w, before, 2,
+          ("the host facts contradict themselves: driver_version", words, "doctor --save"))

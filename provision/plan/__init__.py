@@ -18,7 +18,8 @@ from __future__ import annotations
 from ..host import HostFacts
 from ..spec import LoadedSpec
 from ..versions import Dotted, cc_arch
-from .findings import driver_warnings, host_warnings, lock_findings, resource_blockers
+from ..errors import UsageError
+from .findings import driver_contradictions, driver_warnings, host_warnings, lock_findings, resource_blockers
 from .jobs import build_memory_gb, plan_jobs
 from .model import ExtensionPlan, Finding, NvccPlan, Plan, PlanOptions, Step
 from .steps import app_dir, fill, plan_steps, source_dir, upstream_dir, upstream_name
@@ -30,6 +31,8 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
     spec = loaded.spec
     locks = opts.locks
     explicit = sorted({Dotted(a) for a in opts.arch_list}) if opts.arch_list is not None else None
+    for c in driver_contradictions(spec, host):  # nothing planned from such facts would be true
+        raise UsageError(c.what, hint=c.fix)
     variant_key, why, rejected = choose_variant(spec, host, opts.variant, None if locks is None else set(locks),
                                                 explicit or (), opts.runs_on)
     variant = spec.variants[variant_key]

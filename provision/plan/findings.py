@@ -52,6 +52,29 @@ def driver_warnings(spec: TargetSpec, variant: str, host: HostFacts, nvcc: NvccP
     return out
 
 
+def driver_contradictions(spec: TargetSpec, host: HostFacts) -> list[Finding]:
+    """A host file whose driver version and driver CUDA disagree (edited by hand, or two machines'
+    facts pasted together) would be planned from whichever the planner reads: refuse it instead."""
+    if not (host.driver_version and host.driver_cuda):
+        return []
+    drv, said = Dotted(host.driver_version), Dotted(host.driver_cuda).major_minor()
+    kind = "Windows driver" if host.wsl else "driver"
+    floor = {Dotted(v): Dotted(tk.min_driver_windows if host.wsl else tk.min_driver_linux)
+             for v, tk in spec.cuda_toolkits.items()}
+    need = floor.get(said)
+    runs = [v for v, d in floor.items() if d <= drv]
+    if need is not None and drv < need:
+        what = f"CUDA {said.text} needs {kind} >= {need.text}"
+    elif runs and max(runs) > said:
+        what = f"{kind} {drv.text} runs CUDA {max(runs).text}"
+    else:
+        return []
+    return [Finding(what=f"the host facts contradict themselves: driver_version {drv.text} with driver_cuda "
+                         f"{said.text}, but {what}",
+                    fix="save the facts again on that machine (`provision doctor --save host.json`); nvidia-smi "
+                        "shows both in its header")]
+
+
 def resource_blockers(spec: TargetSpec, host: HostFacts, elsewhere: bool = False) -> list[Finding]:
     """What this host lacks to run the app; `elsewhere`: it only builds for GPUs of other machines
     (an explicit arch list), so only the disk the build fills is its own concern."""
