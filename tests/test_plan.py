@@ -445,6 +445,13 @@ def test_trellis2_plans_its_blackwell_line_on_the_rtx_5070_ti() -> None:
     assert [b.what for b in p.blockers] == ["NVIDIA GeForce RTX 5070 Ti has 15.9 GB; trellis2 needs 24 GB of VRAM"]
 
 
+def test_an_explicit_arch_list_is_not_overruled_by_this_hosts_own_gpu() -> None:
+    """An image for Ada GPUs built on a machine with an RTX 5070 Ti: cu124 carries sm_89, so it is
+    chosen; the local Blackwell card does not enter into it."""
+    p = plan("trellis2", "rtx5070ti-wsl2", arch_list=("8.9",))
+    assert p.variant == "cu124" and p.torch_cuda_arch_list == "8.9"
+
+
 def test_an_explicit_arch_list_plans_for_gpus_that_are_not_here() -> None:
     """A build machine (or an image's build stage) with no GPU plans for the GPUs of others: their
     archs, no "no NVIDIA GPU found" blocker, and a warning that the GPU checks happen where it runs."""

@@ -88,7 +88,11 @@ def choose_variant(spec: TargetSpec, host: HostFacts, wanted: str | None,
     unlocked: list[str] = []
     default = spec.default_variant()
     for key in order:
-        problems = variant_problems(spec, key, host) + arch_problems(spec, key, archs) + [
+        # archs given explicitly are for GPUs elsewhere: this host's own GPUs do not choose the variant
+        mine = variant_problems(spec, key, host)
+        if archs:
+            mine = [p for p in mine if p not in gpu_problems(spec, key, host)]
+        problems = mine + arch_problems(spec, key, archs) + [
             f"{_label(h, i)}: {p}" for i, h in enumerate(also) for p in variant_problems(spec, key, h)]
         if problems:
             rejected[key] = problems
@@ -139,7 +143,7 @@ def _hosts_hint(spec: TargetSpec, order: list[str], wanted: str | None, archs: l
 def _refusal_hint(spec: TargetSpec, host: HostFacts, wanted: str | None, archs: list[Dotted]) -> str:
     """What would actually fix it: a driver newer than the host's, another GPU, another target;
     never a driver older than the one it has, never `--variant` when it was given."""
-    ccs = sorted(set(host.compute_capabilities()) | set(archs))
+    ccs = sorted(set(archs) or set(host.compute_capabilities()))  # archs given: this host's GPUs do not count
     keys = [wanted] if wanted else list(spec.variants)
     top_variant_cc = max(Dotted(spec.variants[k].host.max_compute_capability) for k in keys)
     low_variant_cc = min(Dotted(spec.variants[k].host.min_compute_capability) for k in keys)
@@ -154,7 +158,7 @@ def _refusal_hint(spec: TargetSpec, host: HostFacts, wanted: str | None, archs: 
     needs = []
     for k in keys:  # only a variant whose kernels fit every GPU (and arch) here is fixed by a driver
         tk = spec.cuda_toolkits.get(spec.variants[k].cuda)
-        if tk is None or gpu_problems(spec, k, host) or arch_problems(spec, k, archs):
+        if tk is None or (not archs and gpu_problems(spec, k, host)) or arch_problems(spec, k, archs):
             continue
         floor = Dotted(_min_driver_for(tk, host))
         if spec.variants[k].host.min_driver:
