@@ -68,9 +68,9 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
         Step(id="compile", title="compile the lockfile, hashed requirements, activation and shims for this host",
              command=f"provision compile {spec.name} --variant {variant} --out {q(compiled)}"),
         Step(id="sources", title="fetch the app and the extension sources at their pinned commits (bundle, else git)",
-             command=f"git clone URL {data}/src/NAME && git -C {data}/src/NAME checkout COMMIT   # per source"),
+             command=f"git clone URL {q(data + '/src')}/NAME && git -C {q(data + '/src')}/NAME checkout COMMIT   # per source"),
         Step(id="create-env", title=f"create the environment (Python {spec.python}) from the lockfile",
-             command=f"py-rattler: install the conda packages of {compiled}/conda-lock.yml into {q(prefix)}"),
+             command=f"py-rattler: install the conda packages of {q(compiled + '/conda-lock.yml')} into {q(prefix)}"),
     ]
     if nvcc.needed:  # before the pip half: a wrong nvcc stops apply before gigabytes of downloads
         check = (f"check {nvcc.path}: it runs, its CUDA major is torch's ({spec.variants[variant].cuda}), it compiles "
@@ -78,15 +78,15 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
         if nvcc.source == "toolkit":
             steps.append(Step(id="toolkit", title=f"the CUDA {nvcc.version} build toolkit (nvcc, headers) in the shared "
                                                   f"prefix {nvcc.cuda_home}, then {check}",
-                              command=f"py-rattler: install the cuda-toolkit category of {compiled}/conda-lock.yml into "
+                              command=f"py-rattler: install the cuda-toolkit category of {q(compiled + '/conda-lock.yml')} into "
                                       f"{q(nvcc.cuda_home or '')} (once per toolkit; sha256 checked); {check}"))
         else:
             steps.append(Step(id="toolkit", title=f"check the nvcc the builds use ({nvcc.path})", command=check))
     steps.append(Step(id="pip-install", title="install the locked pip packages, hashes enforced",
-                      command=f"{py} -m pip install --no-deps --require-hashes -r {compiled}/requirements.txt"))
+                      command=f"{q(py)} -m pip install --no-deps --require-hashes -r {q(compiled + '/requirements.txt')}"))
     torch = spec.torch_version(variant)
     steps.append(Step(id="torch-guard", title=f"pin torch {torch} and every installed package for later steps",
-                      command=f"{py} -m pip list > {constraints} (as name==version); check torch is {torch}; "
+                      command=f"{q(py)} -m pip list > {q(constraints)} (as name==version); check torch is {torch}; "
                               "after every build, check nothing pinned moved"))
     for e, ep in zip(exts, ext_plans):
         # MAX_JOBS is torch's (setup.py builds); CMake builds (scikit-build-core: torchmcubes) read
@@ -104,27 +104,28 @@ def plan_steps(loaded: LoadedSpec, variant: str, exts: list[Extension], ext_plan
         build_env.update({k: fill(v, {**subst, "ext_arch_digits": ext_arch_digits(e, archs)}) for k, v in e.env.items()})
         src = source_dir(spec, e, data)
         if e.build == "wheel":
-            cmd = (f"uv build --wheel --no-build-isolation --python {py} --out-dir {data}/wheels/{e.name} {src} && "
-                   f"{py} -m pip install --no-deps --no-index -c {constraints} {data}/wheels/{e.name}/*.whl")
+            wheels = f"{data}/wheels/{e.name}"
+            cmd = (f"uv build --wheel --no-build-isolation --python {q(py)} --out-dir {q(wheels)} {q(src)} && "
+                   f"{q(py)} -m pip install --no-deps --no-index -c {q(constraints)} {q(wheels)}/*.whl")
         else:
             # built where it stays: a directory inside the env (never /tmp), named by a .pth shim
             dest = f"{prefix}/share/provision/ext/{e.name}"
-            cmd = (f"mkdir -p {dest} && cp -a {src}/. {dest}/ && cd {dest} && {py} setup.py build_ext --inplace && "
-                   f"echo {dest} > $({py} -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')"
-                   f"/provision-{e.name}.pth")
+            cmd = (f"mkdir -p {q(dest)} && cp -a {q(src)}/. {q(dest)}/ && cd {q(dest)} && {q(py)} setup.py build_ext "
+                   f"--inplace && echo {q(dest)} > \"$({q(py)} -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')"
+                   f"/provision-{e.name}.pth\"")
         steps.append(Step(id=f"build-{e.name}", title=f"build {e.name} ({e.build}, {ep.max_jobs} jobs, archs {arch_list or 'none'})",
                           command=cmd, env=build_env))
     app = app_dir(prefix)
     steps.append(Step(id="app", title=f"install the {spec.name} app ({spec.upstream.repo} at {spec.upstream.commit[:12]}) "
                                       "into the env and make it importable",
                       command=f"cp -a {q(upstream_dir(spec, data))}/. {q(app)}/ && echo {q(app)} > "
-                              f"$({py} -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')/provision-app.pth"))
+                              f"\"$({q(py)} -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')/provision-app.pth\""))
     steps.append(Step(id="activation", title="install the activate.d / deactivate.d scripts with the spec's variables",
-                      command=f"cp -r {compiled}/etc {q(prefix)}/", env=env))
+                      command=f"cp -r {q(compiled + '/etc')} {q(prefix)}/", env=env))
     if spec.weights.huggingface or spec.weights.urls or spec.weights.torch_hub:
+        bundle = f"{data}/bundles/{spec.name}"
         steps.append(Step(id="weights", title="fetch and place the weights",
-                          command=f"provision mirror {spec.name} --to {data}/bundles/{spec.name} && "
-                                  f"provision seed {data}/bundles/{spec.name}"))
+                          command=f"provision mirror {spec.name} --to {q(bundle)} && provision seed {q(bundle)}"))
     steps.append(Step(id="verify", title="run the post-install checklist",
-                      command=f"provision verify {spec.name} --prefix {prefix}"))
+                      command=f"provision verify {spec.name} --prefix {q(prefix)}"))
     return steps
