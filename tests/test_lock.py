@@ -187,6 +187,18 @@ def test_a_lockfile_copied_into_another_variants_folder_is_named_so(tmp_path: Pa
     assert f"provision lock {spec} --variant cu128" in out and "--lockdir" in out, out
 
 
+def test_a_lockfile_conda_lock_cannot_read_is_named_by_package_not_by_index(tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parent.parent / "lockfiles" / "triposr" / "cu128" / "conda-lock.yml").read_text()
+    i = text.index("- name: torch\n")
+    torch = text[i:text.index("\n- name:", i + 1)]
+    broken = torch.replace("sha256: ", "sha256: [1, 2] #", 1)
+    path = tmp_path / "triposr" / "cu128" / "conda-lock.yml"
+    path.parent.mkdir(parents=True)
+    path.write_text(text.replace(torch, broken))
+    code, out = run("lock", "triposr", "--variant", "cu128", "--check", "--lockdir", str(tmp_path))
+    assert code == 2 and "package torch 2.8.0 (pip).hash.sha256: Input should be a valid string" in out, out
+
+
 def test_check_of_a_lockdir_that_is_not_there_or_holds_nothing_fails(tmp_path: Path) -> None:
     code, out = run("lock", "--check", "--lockdir", str(tmp_path / "nowhere"))
     assert code == 2 and "no such directory" in out, out

@@ -119,8 +119,30 @@ def read(path: Path) -> object:
     except FileNotFoundError:
         raise LockError(f"{path}: no lockfile", hint="run `provision lock` for this target and variant") from None
     except Exception as e:  # conda-lock raises pydantic and yaml errors as they come
-        raise LockError(f"{path}: not a conda-lock file conda-lock can read: {e}",
+        raise LockError(f"{path}: not a conda-lock file conda-lock can read: {_where(path, e)}",
                         hint="re-create it with `provision lock`") from None
+
+
+def _where(path: Path, e: Exception) -> str:
+    """pydantic says `package.146.hash.sha256`: name the package (and its version) instead."""
+    errors = getattr(e, "errors", None)
+    if not callable(errors):
+        return str(e)[:500]
+    import yaml
+
+    try:
+        pkgs = yaml.safe_load(path.read_text()).get("package") or []
+    except Exception:  # as damaged as it said: its own words will do
+        pkgs = []
+    out = []
+    for err in errors(include_url=False)[:5]:
+        loc = list(err.get("loc", ()))
+        if len(loc) > 1 and loc[0] == "package" and isinstance(loc[1], int) and loc[1] < len(pkgs) \
+                and isinstance(pkgs[loc[1]], dict):
+            p = pkgs[loc[1]]
+            loc[:2] = [f"package {p.get('name')!s} {p.get('version')!s} ({p.get('manager')!s})"]
+        out.append(f"{'.'.join(map(str, loc))}: {err.get('msg')} (got {str(err.get('input'))[:80]!r})")
+    return "; ".join(out)
 
 
 @dataclass(frozen=True)
