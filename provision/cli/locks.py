@@ -45,15 +45,16 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
             loaded = load_target(name)
             wanted = variants_to_lock(loaded, variant, all_variants) if (variant or all_variants) else None
             results += check_locks(loaded, lockdir, wanted, platform, resolve=resolve)
-        bad = [r for r in results if r.status != "fresh"]
+        bad = [r for r in results if r.status not in ("fresh", "unlocked")]
+        checked = [r for r in results if r.status != "unlocked"]
         if as_json:
             echo_json([r.as_dict() for r in results])
         else:
             for r in results:
-                echo(f"{r.status:<7}  {display_path(r.path)}  {r.detail}")
-            if not results:
+                echo(f"{r.status:<8}  {display_path(r.path)}  {r.detail}")
+            if not checked:
                 echo(f"no lockfiles to check in {display_path(lockdir)}", err=True)
-        raise typer.Exit(1 if bad or not results else 0)
+        raise typer.Exit(1 if bad or not checked else 0)
     if target is None:
         raise UsageError("which target?", hint="provision lock TARGET (`provision list` shows them)")
     loaded = load_target(target)

@@ -301,6 +301,11 @@ def check_locks(loaded: LoadedSpec, lockdir: Path, variants: list[str] | None = 
     out = []
     names = variants if variants is not None else [
         v for v in loaded.spec.variants if lockfile.lockfile_path(lockdir, loaded.name, v).is_file()]
+    if variants is None:  # said, not failed: a variant may stay unlocked (no public hashes for it)
+        out += [CheckResult(loaded.name, v, lockfile.lockfile_path(lockdir, loaded.name, v), "unlocked",
+                            f"no lockfile: plans take a locked variant instead; `provision lock "
+                            f"{shlex.quote(_spec_ref(loaded))} --variant {v}` makes one")
+                for v in loaded.spec.variants if v not in names]
     for v in names:
         path = lockfile.lockfile_path(lockdir, loaded.name, v)
         if not path.is_file():
