@@ -60,6 +60,8 @@ def _digest(path: str) -> str | None:
 
     if not os.path.lexists(path):
         return ABSENT
+    if not os.path.isfile(path):  # a pipe or a device: read once by the command, never again here
+        return None
     try:
         return hashlib.sha256(read_bytes(Path(path), "an input", MAX_INPUT)).hexdigest()
     except InputError:

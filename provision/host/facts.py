@@ -50,7 +50,7 @@ Gb = Annotated[float, Field(ge=0, le=1e6)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)  # "8" and true are not numbers
 
 
 class GPU(_Model):

@@ -15,10 +15,10 @@ commands apply will run. No I/O here: same inputs, same plan.
 
 from __future__ import annotations
 
+from ..errors import PlanRefused
 from ..host import HostFacts
 from ..spec import LoadedSpec
 from ..versions import Dotted, cc_arch
-from ..errors import UsageError
 from .findings import driver_contradictions, driver_warnings, host_warnings, lock_findings, resource_blockers
 from .jobs import build_memory_gb, plan_jobs
 from .model import ExtensionPlan, Finding, NvccPlan, Plan, PlanOptions, Step
@@ -31,10 +31,14 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
     spec = loaded.spec
     locks = opts.locks
     explicit = sorted({Dotted(a) for a in opts.arch_list}) if opts.arch_list is not None else None
-    for c in driver_contradictions(spec, host):  # nothing planned from such facts would be true
-        raise UsageError(c.what, hint=c.fix)
-    variant_key, why, rejected = choose_variant(spec, host, opts.variant, None if locks is None else set(locks),
-                                                explicit or (), opts.runs_on)
+    try:
+        variant_key, why, rejected = choose_variant(spec, host, opts.variant, None if locks is None else set(locks),
+                                                    explicit or (), opts.runs_on)
+    except PlanRefused as e:  # refused from facts that disagree: that comes first
+        for c in driver_contradictions(spec, host):
+            e.reasons.insert(0, c.what)
+            e.hint = f"{c.fix}; {e.hint}" if e.hint else c.fix
+        raise
     variant = spec.variants[variant_key]
     data = opts.data_dir.rstrip("/")
     prefix = opts.prefix or f"{data}/envs/{spec.name}"
@@ -47,7 +51,8 @@ def make_plan(loaded: LoadedSpec, host: HostFacts, opts: PlanOptions = PlanOptio
     arch_list = format_arch_list(archs, opts.ptx)
     blockers = (lock_findings(spec, variant_key, locks) + nvcc_findings + arch_findings(spec, nvcc, archs)
                 + resource_blockers(spec, host, elsewhere=explicit is not None))
-    warnings = host_warnings(spec, host, nvcc) + driver_warnings(spec, variant_key, host, nvcc)
+    warnings = (driver_contradictions(spec, host) + host_warnings(spec, host, nvcc)
+                + driver_warnings(spec, variant_key, host, nvcc))
     if explicit is not None:
         warnings.append(Finding(what=f"built for the compute capabilities given ({arch_list or 'none'}), not for "
                                      "this machine's GPUs: the GPU, VRAM and RAM the app needs are checked where it runs",

@@ -53,8 +53,12 @@ def driver_warnings(spec: TargetSpec, variant: str, host: HostFacts, nvcc: NvccP
 
 
 def driver_contradictions(spec: TargetSpec, host: HostFacts) -> list[Finding]:
-    """A host file whose driver version and driver CUDA disagree (edited by hand, or two machines'
-    facts pasted together) would be planned from whichever the planner reads: refuse it instead."""
+    """A host file whose driver version and driver CUDA disagree by a whole driver branch (edited
+    by hand, or two machines' facts pasted together). Said, not refused: the listed minimum is the
+    driver a toolkit ships with, and a branch's early drivers report its CUDA before it (Linux
+    550.40 says 12.4, whose toolkit lists 550.54; Windows numbers run one ahead, 536.25 for 535):
+    only a gap of more than BRANCH_SLACK in the driver's major number counts, and the plan keeps
+    driver_cuda, which is what nvidia-smi reports."""
     if not (host.driver_version and host.driver_cuda):
         return []
     drv, said = Dotted(host.driver_version), Dotted(host.driver_cuda).major_minor()
@@ -62,17 +66,20 @@ def driver_contradictions(spec: TargetSpec, host: HostFacts) -> list[Finding]:
     floor = {Dotted(v): Dotted(tk.min_driver_windows if host.wsl else tk.min_driver_linux)
              for v, tk in spec.cuda_toolkits.items()}
     need = floor.get(said)
-    runs = [v for v, d in floor.items() if d <= drv]
-    if need is not None and drv < need:
+    runs = [v for v, d in floor.items() if d.major + BRANCH_SLACK < drv.major]
+    if need is not None and drv.major + BRANCH_SLACK < need.major:
         what = f"CUDA {said.text} needs {kind} >= {need.text}"
     elif runs and max(runs) > said:
         what = f"{kind} {drv.text} runs CUDA {max(runs).text}"
     else:
         return []
-    return [Finding(what=f"the host facts contradict themselves: driver_version {drv.text} with driver_cuda "
-                         f"{said.text}, but {what}",
-                    fix="save the facts again on that machine (`provision doctor --save host.json`); nvidia-smi "
-                        "shows both in its header")]
+    return [Finding(what=f"the host facts disagree: driver_version {drv.text} with driver_cuda {said.text}, but "
+                         f"{what}; planned from driver_cuda", fix="check both in nvidia-smi's header on that machine "
+                                                                  "and save the facts again (`provision doctor --save "
+                                                                  "host.json`)")]
+
+
+BRANCH_SLACK = 5  # driver major numbers within one release branch (Windows 536 is Linux 535)
 
 
 def resource_blockers(spec: TargetSpec, host: HostFacts, elsewhere: bool = False) -> list[Finding]:
