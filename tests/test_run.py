@@ -321,6 +321,16 @@ def test_an_app_that_crashes_at_start_is_an_error_with_its_last_lines(world: Wor
     assert "Traceback (most recent call last)" in tail  # the app's own, shown as its output
 
 
+def test_with_json_a_crash_leaves_stdout_one_json_document(world: World) -> None:
+    """`run --json` writes its launch plan first; the crash that follows is said on stderr, and
+    stdout stays one document a script can load."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **world.env(WEBTOY_MODE="crash")}
+    r = subprocess.run([sys.executable, "-m", "provision", *world.args("--json", "--ready-timeout", "30")],
+                       cwd=world.tmp, env=env, capture_output=True, text=True, timeout=90)
+    assert r.returncode == 2 and "the app exited with code 3 before it answered" in r.stderr, r.stderr
+    assert isinstance(json.loads(r.stdout), dict), r.stdout
+
+
 def test_a_probe_timeout_is_an_error_and_the_app_is_stopped(world: World) -> None:
     proc = world.popen("--ready-timeout", "1.5", WEBTOY_MODE="hang")
     out = Lines(proc)

@@ -54,7 +54,8 @@ def _wants_json() -> bool:
 def _fail(code: int, error: str, hint: str | None = None, **more: object) -> None:
     """Exit with `code`; a --json run also gets the error as JSON on stdout (a script reading it
     must not find nothing), the text stays on stderr."""
-    if _wants_json():
+    base = sys.modules.get(__name__ + ".base")
+    if _wants_json() and not getattr(base, "JSON_WRITTEN", False):  # one JSON document, the command's own if it wrote one
         import json
 
         doc = {"error": error, "hint": hint, **more, "exit_code": code}
@@ -83,12 +84,14 @@ def main() -> None:
         sys.stdout.flush()
         sys.exit(code)
     try:
-        rc = _load()(standalone_mode=False)  # click returns the code of typer.Exit here
+        app = _load()
+        sys.modules[__name__ + ".base"].JSON_WRITTEN = False  # type: ignore[attr-defined]  # per run, in one process too
+        rc = app(standalone_mode=False)  # click returns the code of typer.Exit here
     except ProvisionError as e:
         for line in e.lines():
             _say(line)
         more = {k: [vars(p) if hasattr(p, "__dict__") else p for p in getattr(e, k)]
-                for k in ("problems", "reasons") if getattr(e, k, None)}
+                for k in ("problems", "reasons", "tail") if getattr(e, k, None)}
         _fail(e.exit_code, e.message, e.hint, **more)
     except KeyboardInterrupt:
         _say("interrupted")

@@ -50,7 +50,12 @@ def echo(text: object = "", err: bool = False, nl: bool = True) -> str:
     return out + ("\n" if nl else "")
 
 
+JSON_WRITTEN = False  # main() adds no second document to a stdout that already holds one
+
+
 def echo_json(data: object) -> str:
+    global JSON_WRITTEN
+    JSON_WRITTEN = True
     return echo(json.dumps(redact_obj(data), indent=2, sort_keys=False))
 
 
