@@ -177,6 +177,22 @@ def test_a_lockfile_edited_by_hand_is_caught_by_check_and_refused_by_compile(tmp
     assert code == 2 and "was edited" in out and not (tmp_path / "out").exists(), out
 
 
+def test_an_override_of_a_package_the_resolution_never_pulls_in_is_not_an_edit() -> None:
+    """uv's overrides change a version; they add no package. A spec-wide override for a package one
+    variant never needs leaves that variant's lock as locked."""
+    from dataclasses import replace
+
+    from provision.lock import contents, lockfile
+    from provision.lock.inputs import lock_inputs
+    from provision.spec import load_target
+
+    inputs = lock_inputs(load_target("triposr").spec, "cu128")
+    lock = lockfile.read(Path(__file__).resolve().parent.parent / "lockfiles" / "triposr" / "cu128" / "conda-lock.yml")
+    assert contents.problems(lock, replace(inputs, overrides=[*inputs.overrides, "colorama==0.4.6"])) == []
+    assert contents.problems(lock, replace(inputs, overrides=[*inputs.overrides, "torch==2.7.0"])) == [
+        "torch 2.8.0: the spec asks for torch==2.7.0"]
+
+
 def test_a_lockfile_copied_into_another_variants_folder_is_named_so(tmp_path: Path, repos: dict) -> None:
     spec = write_spec(tmp_path / "envs", repos)
     assert lock(tmp_path, repos, spec=spec)[0] == 0

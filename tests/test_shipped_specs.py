@@ -21,7 +21,7 @@ def test_all_shipped_specs_validate() -> None:
     assert proc.stdout.count("ok ") == 3
 
 
-def test_validate_takes_a_target_name_as_every_command_does() -> None:
+def test_validate_takes_a_target_name_as_every_command_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
     proc = cli("validate", "trellis2", "envs/triposr.yaml")
     assert proc.returncode == 0 and proc.stdout.split() == ["ok", "envs/trellis2.yaml", "ok", "envs/triposr.yaml"], proc
     typo = cli("validate", "trelis2")
@@ -29,6 +29,10 @@ def test_validate_takes_a_target_name_as_every_command_does() -> None:
     assert "name a target (trellis, trellis2, triposr) or a spec file" in typo.stderr
     host = cli("validate", "tests/fixtures/hosts/h100-cuda13.json")
     assert host.returncode == 2 and "this is a host file (`provision doctor --save`), not a spec" in host.stderr
+    (tmp_path / "triposr").mkdir()  # the upstream checkout a user keeps next to their work
+    beside = subprocess.run([sys.executable, "-m", "provision", "validate", "triposr"], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert beside.returncode == 0 and beside.stdout.startswith("ok"), beside  # a triposr/ folder hides no target
     gone = cli("validate", "gone.yaml")
     assert gone.returncode == 2 and "gone.yaml: file not found" in gone.stderr and "UTF-8" not in gone.stderr
 

@@ -68,9 +68,10 @@ def validate(files: Optional[List[Path]] = typer.Argument(None, help="Spec files
     from ..spec import load_spec, target_paths
 
     targets = target_paths()
-    # a target's name stands for its spec, as everywhere else; a path that is a file stays a path
-    paths = [targets[str(f)] if not f.exists() and str(f) in targets else f for f in files] if files \
-        else list(targets.values())
+    # as every other command reads TARGET: an existing .yaml/.yml file is that file, else a target's name
+    # is its spec (a `triposr/` checkout beside you does not hide the target triposr)
+    paths = [f if (f.suffix in (".yaml", ".yml") and f.is_file()) or str(f) not in targets else targets[str(f)]
+             for f in files] if files else list(targets.values())
     results, failed = [], False
     for p in paths:
         try:

@@ -25,8 +25,9 @@ from .inputs import LockInputs
 from .lockfile import META_TARGET, META_TOOLKIT, META_TOOLKIT_DIGEST, META_VARIANT, custom, toolkit_digest
 
 
-def _wanted(inputs: LockInputs) -> dict[str, Requirement]:
-    """name -> the requirement the spec puts on it; an override replaces every other."""
+def _wanted(inputs: LockInputs, locked: set[str]) -> dict[str, Requirement]:
+    """name -> the requirement the spec puts on it; an override replaces every other, and binds only
+    a package the resolution has (uv's overrides change a version, they add no package)."""
     out: dict[str, Requirement] = {}
     for line in [*inputs.requirements, *inputs.toolkit_requirements]:
         try:
@@ -38,7 +39,9 @@ def _wanted(inputs: LockInputs) -> dict[str, Requirement]:
             out[key] = r if key not in out else Requirement(f"{r.name}{out[key].specifier & r.specifier}")
     for line in inputs.overrides:
         r = Requirement(line)
-        out[canonicalize_name(r.name)] = r
+        key = canonicalize_name(r.name)
+        if key in out or key in locked:
+            out[key] = r
     return out
 
 
@@ -76,7 +79,7 @@ def problems(lock: object, inputs: LockInputs) -> list[str]:
     pip = {canonicalize_name(p.name): p for p in pkgs if p.manager == "pip"}
     conda = {p.name for p in pkgs if p.manager == "conda"}
     indexes = {i.name: i for i in inputs.indexes}
-    for key, req in sorted(_wanted(inputs).items()):
+    for key, req in sorted(_wanted(inputs, set(pip)).items()):
         p = pip.get(key)
         if p is None:
             out.append(f"{req}: the spec asks for it, the lock has no {key}")
