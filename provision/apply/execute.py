@@ -153,12 +153,18 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
             echo(f"[{i}/{len(steps)}] {s.id}: {s.title}")
             echo(f"    $ {s.command}")
             if s.env:
-                echo("    env: " + " ".join(f"{k}={v}" for k, v in s.env.items()))
+                echo("    env: " + " ".join(f"{k}={_shell_value(v)}" for k, v in s.env.items()))
         echo("dry run: nothing was changed")
         return 0
     # in the env itself: every apply on this prefix, whatever its --data-dir, user or cache, meets it there
     with PrefixLock(ctx.prefix, ctx.meta / "locks", opts.wait):
         return _run_steps(ctx, steps, ids)
+
+
+def _shell_value(v: str) -> str:
+    """As a shell reads it back: quoted, a trailing :$PATH left to expand."""
+    head, sep, _ = v.rpartition(":$PATH") if v.endswith(":$PATH") else (v, "", "")
+    return shlex.quote(head) + ('":$PATH"' if sep else "")
 
 
 def _check_fleet_group(loaded: LoadedSpec, host, plan: Plan, group: str) -> None:  # type: ignore[no-untyped-def]
