@@ -53,7 +53,7 @@ def lock(target: Optional[str] = typer.Argument(None, help="Target name or spec 
             for r in results:
                 echo(f"{r.status:<8}  {display_path(r.path)}  {r.detail}")
             if not checked:
-                echo(f"no lockfiles to check in {display_path(lockdir)}", err=True)
+                echo(f"no lockfiles to check{f' for {target}' if target else ''} in {display_path(lockdir)}", err=True)
         raise typer.Exit(1 if bad or not checked else 0)
     if target is None:
         raise UsageError("which target?", hint="provision lock TARGET (`provision list` shows them)")
