@@ -34,7 +34,7 @@ def _wanted(inputs: LockInputs, locked: set[str]) -> dict[str, Requirement]:
             r = Requirement(line)
         except InvalidRequirement:
             continue
-        if r.marker is None and r.specifier:
+        if r.marker is None:  # named with no version: still a package the lock must hold
             key = canonicalize_name(r.name)
             out[key] = r if key not in out else Requirement(f"{r.name}{out[key].specifier & r.specifier}")
     for line in inputs.overrides:
