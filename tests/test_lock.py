@@ -177,6 +177,19 @@ def test_a_lockfile_edited_by_hand_is_caught_by_check_and_refused_by_compile(tmp
     assert code == 2 and "was edited" in out and not (tmp_path / "out").exists(), out
 
 
+def test_a_spec_path_with_a_space_is_quoted_in_the_header_and_the_fix(tmp_path: Path, repos: dict) -> None:
+    import shlex
+
+    spec = write_spec(tmp_path / "my envs", repos)
+    assert lock(tmp_path, repos, spec=spec)[0] == 0
+    path = tmp_path / "lockfiles" / "toy" / "cu128" / "conda-lock.yml"
+    header = path.read_text().splitlines()[2].strip("# ")
+    assert shlex.split(header)[2] == str(spec), header  # pastes and runs as it reads
+    write_spec(tmp_path / "my envs", repos, alpha="1.0.0")
+    code, out = run("lock", str(spec), "--check", "--lockdir", str(tmp_path / "lockfiles"))
+    assert code == 1 and f"run `{header} --lockdir" in out, out  # the header's own command, all its flags
+
+
 def test_an_override_of_a_package_the_resolution_never_pulls_in_is_not_an_edit() -> None:
     """uv's overrides change a version; they add no package. A spec-wide override for a package one
     variant never needs leaves that variant's lock as locked."""

@@ -110,7 +110,7 @@ def lock_variant(loaded: LoadedSpec, variant: str, opts: LockOptions) -> LockRes
     model = lockfile.build(inputs, conda, pip, _source_name(loaded), when, conda_from, cuda,
                            toolkit_digest=lockfile.toolkit_digest([r.sha256 for r in toolkit]) if toolkit else None)
     header = render(
-        "conda-lock-header.j2", target=loaded.name, spec_ref=_spec_ref(loaded), variant=variant, platform=inputs.platform,
+        "conda-lock-header.j2", target=loaded.name, spec_ref=shlex.quote(_spec_ref(loaded)), variant=variant, platform=inputs.platform,
         source=_source_name(loaded), extra_args=_extra_args(opts), conda_count=len(conda),
         cuda_category=any(r.category != conda_half.MAIN for r in conda),
         cuda_count=sum(r.category != conda_half.MAIN for r in conda),
@@ -191,13 +191,13 @@ def _spec_ref(loaded: LoadedSpec) -> str:
 def _extra_args(opts: LockOptions) -> str:
     args = []
     if opts.channel_snapshot is not None:
-        args.append(f"--channel-snapshot {_rel(opts.channel_snapshot)}")
+        args.append(f"--channel-snapshot {shlex.quote(_rel(opts.channel_snapshot))}")
     if not opts.cuda_toolkit:
         args.append("--no-cuda-toolkit")
     if opts.wheel_facts is not None:
-        args.append(f"--wheel-facts {_rel(opts.wheel_facts)}")
+        args.append(f"--wheel-facts {shlex.quote(_rel(opts.wheel_facts))}")
     if opts.default_index != PYPI:
-        args.append(f"--index-url {opts.default_index}")
+        args.append(f"--index-url {shlex.quote(opts.default_index)}")
     return "".join(" " + a for a in args)
 
 
