@@ -12,7 +12,7 @@ from ..spec import TargetSpec
 from ..versions import Dotted
 from .model import Finding, NvccPlan
 from .toolchain import toolkit_for
-from .variants import driver_max_cuda
+from .variants import driver_max_cuda, min_driver_for
 
 
 def lock_findings(spec: TargetSpec, variant: str, locks: Mapping[str, LockFacts] | None) -> list[Finding]:
@@ -39,7 +39,7 @@ def driver_warnings(spec: TargetSpec, variant: str, host: HostFacts, nvcc: NvccP
         return out
     max_cuda = driver_max_cuda(spec, host)  # a system nvcc and the lock's toolkit are judged alike
     tk = spec.cuda_toolkits.get(Dotted(nvcc.version).major_minor().text)
-    need = (tk.min_driver_windows if host.wsl else tk.min_driver_linux) if tk is not None else None
+    need = min_driver_for(tk, host) if tk is not None else None
     newer = (max_cuda is not None and Dotted(nvcc.version).major_minor() > max_cuda) or (
         need is not None and Dotted(host.driver_version) < Dotted(need))
     if newer:
@@ -50,6 +50,9 @@ def driver_warnings(spec: TargetSpec, variant: str, host: HostFacts, nvcc: NvccP
                            fix=f"update the driver to >= {need} to drop the caveat" if need else
                                f"update the driver to one that ships CUDA >= {Dotted(nvcc.version).major_minor().text}"))
     return out
+
+
+BRANCH_SLACK = 5  # driver major numbers within one release branch (Windows 536 is Linux 535)
 
 
 def driver_contradictions(spec: TargetSpec, host: HostFacts) -> list[Finding]:
@@ -63,8 +66,7 @@ def driver_contradictions(spec: TargetSpec, host: HostFacts) -> list[Finding]:
         return []
     drv, said = Dotted(host.driver_version), Dotted(host.driver_cuda).major_minor()
     kind = "Windows driver" if host.wsl else "driver"
-    floor = {Dotted(v): Dotted(tk.min_driver_windows if host.wsl else tk.min_driver_linux)
-             for v, tk in spec.cuda_toolkits.items()}
+    floor = {Dotted(v): Dotted(min_driver_for(tk, host)) for v, tk in spec.cuda_toolkits.items()}
     need = floor.get(said)
     runs = [v for v, d in floor.items() if d.major + BRANCH_SLACK < drv.major]
     if need is not None and drv.major + BRANCH_SLACK < need.major:
@@ -77,9 +79,6 @@ def driver_contradictions(spec: TargetSpec, host: HostFacts) -> list[Finding]:
                          f"{what}; planned from driver_cuda", fix="check both in nvidia-smi's header on that machine "
                                                                   "and save the facts again (`provision doctor --save "
                                                                   "host.json`)")]
-
-
-BRANCH_SLACK = 5  # driver major numbers within one release branch (Windows 536 is Linux 535)
 
 
 def resource_blockers(spec: TargetSpec, host: HostFacts, elsewhere: bool = False) -> list[Finding]:

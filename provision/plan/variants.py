@@ -17,16 +17,22 @@ def driver_max_cuda(spec: TargetSpec, host: HostFacts) -> Dotted | None:
     if not host.driver_version:
         return None
     drv = Dotted(host.driver_version)
-    fits = [Dotted(v) for v, tk in spec.cuda_toolkits.items() if Dotted(_min_driver_for(tk, host)) <= drv]
+    fits = [Dotted(v) for v, tk in spec.cuda_toolkits.items() if Dotted(min_driver_for(tk, host)) <= drv]
     return max(fits) if fits else None
 
 
-def _min_driver_for(tk: CudaToolkit, host: HostFacts) -> str:
+def min_driver_for(tk: CudaToolkit, host: HostFacts) -> str:
+    """The oldest driver that runs a toolkit's CUDA on this host (WSL2: the Windows driver's number)."""
     return tk.min_driver_windows if host.wsl else tk.min_driver_linux
 
 
 def variant_problems(spec: TargetSpec, key: str, host: HostFacts) -> list[str]:
     """Why a variant cannot run on this host; empty when it can."""
+    return driver_problems(spec, key, host) + gpu_problems(spec, key, host)
+
+
+def driver_problems(spec: TargetSpec, key: str, host: HostFacts) -> list[str]:
+    """Why this host's driver cannot run a variant's CUDA."""
     v = spec.variants[key]
     out: list[str] = []
     cuda = Dotted(v.cuda)
@@ -34,12 +40,12 @@ def variant_problems(spec: TargetSpec, key: str, host: HostFacts) -> list[str]:
     max_cuda = driver_max_cuda(spec, host)
     drv = host.driver_version or "unknown"
     if max_cuda is not None and cuda > max_cuda:
-        need = _min_driver_for(tk, host) if tk else "a newer one"
+        need = min_driver_for(tk, host) if tk else "a newer one"
         out.append(f"{key} needs CUDA {cuda} but driver {drv} supports CUDA <= {max_cuda} "
                    f"(CUDA {cuda} needs driver >= {need})")
     if v.host.min_driver and host.driver_version and Dotted(host.driver_version) < Dotted(v.host.min_driver):
         out.append(f"{key} needs driver >= {v.host.min_driver}, this host has {drv}")
-    return out + gpu_problems(spec, key, host)
+    return out
 
 
 def gpu_problems(spec: TargetSpec, key: str, host: HostFacts) -> list[str]:
@@ -89,9 +95,7 @@ def choose_variant(spec: TargetSpec, host: HostFacts, wanted: str | None,
     default = spec.default_variant()
     for key in order:
         # archs given explicitly are for GPUs elsewhere: this host's own GPUs do not choose the variant
-        mine = variant_problems(spec, key, host)
-        if archs:
-            mine = [p for p in mine if p not in gpu_problems(spec, key, host)]
+        mine = driver_problems(spec, key, host) if archs else variant_problems(spec, key, host)
         problems = mine + arch_problems(spec, key, archs) + [
             f"{_label(h, i)}: {p}" for i, h in enumerate(also) for p in variant_problems(spec, key, h)]
         if problems:
@@ -160,7 +164,7 @@ def _refusal_hint(spec: TargetSpec, host: HostFacts, wanted: str | None, archs: 
         tk = spec.cuda_toolkits.get(spec.variants[k].cuda)
         if tk is None or (not archs and gpu_problems(spec, k, host)) or arch_problems(spec, k, archs):
             continue
-        floor = Dotted(_min_driver_for(tk, host))
+        floor = Dotted(min_driver_for(tk, host))
         if spec.variants[k].host.min_driver:
             floor = max(floor, Dotted(spec.variants[k].host.min_driver))
         needs.append((floor, k, spec.variants[k].cuda))
