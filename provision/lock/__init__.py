@@ -312,17 +312,17 @@ def check_locks(loaded: LoadedSpec, lockdir: Path, variants: list[str] | None = 
             out.append(CheckResult(loaded.name, v, path, "missing", "no lockfile"))
             continue
         inputs = lock_inputs(loaded.spec, v, platform)
-        st = lockfile.check(path, inputs)
+        lock = lockfile.read(path)
+        st = lockfile.check(path, inputs, lock)
         again = _relock_command(loaded, v, path, lockdir)
         detail = "matches the spec" if st.fresh else (
             f"the spec's lock inputs changed (lockfile {str(st.found)[:12]}, spec {st.expected[:12]}): run `{again}`")
         status = "fresh" if st.fresh else "stale"
         if st.fresh:
-            edited = contents.problems(lockfile.read(path), inputs)
+            edited = contents.problems(lock, inputs)
             if edited:
-                more = f" (and {len(edited) - 3} more)" if len(edited) > 3 else ""
                 out.append(CheckResult(loaded.name, v, path, "edited", "the lockfile's body contradicts its spec or "
-                                       f"its own metadata: {'; '.join(edited[:3])}{more}: run `{again}` to write it "
+                                       f"its own metadata: {contents.summary(edited)}: run `{again}` to write it "
                                        "again (or review the edit)"))
                 continue
         if st.fresh and resolve:

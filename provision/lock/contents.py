@@ -112,3 +112,9 @@ def problems(lock: object, inputs: LockInputs) -> list[str]:
             out.append(f"{META_TOOLKIT_DIGEST} {str(recorded)[:12]}... does not name the toolkit records the lock "
                        f"holds ({digest[:12]}...)")
     return out
+
+
+def summary(problems: list[str], shown: int = 3) -> str:
+    """The first few, and how many more: one line for a check's detail or an error."""
+    more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
+    return "; ".join(problems[:shown]) + more

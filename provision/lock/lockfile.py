@@ -156,9 +156,10 @@ class Staleness:
         return self.found == self.expected
 
 
-def check(path: Path, inputs: LockInputs) -> Staleness:
-    """Does the lockfile at `path` record the inputs the spec gives now?"""
-    lock = read(path)
+def check(path: Path, inputs: LockInputs, lock: object | None = None) -> Staleness:
+    """Does the lockfile at `path` (`lock`, when the caller parsed it already) record the inputs the
+    spec gives now?"""
+    lock = read(path) if lock is None else lock
     found = (lock.metadata.custom_metadata or {}).get(META_INPUTS)  # type: ignore[attr-defined]
     return Staleness(path, inputs.digest(), found)
 

@@ -95,14 +95,15 @@ def artifacts_for(loaded: LoadedSpec, host: HostFacts, opts: CompileOptions) -> 
     no_lock_reason = ""
     if lock_path.is_file():
         lock = lockfile.read(lock_path)
-        st = lockfile.check(lock_path, lock_inputs(spec, v))
+        inputs = lock_inputs(spec, v)
+        st = lockfile.check(lock_path, inputs, lock)
         if not st.fresh:
             raise LockError(f"{lock_path} is stale for {spec.name}/{v}: the spec's pins changed since it was made",
                             hint=f"provision lock {spec.name} --variant {v}")
-        edited = lock_contents.problems(lock, lock_inputs(spec, v))
+        edited = lock_contents.problems(lock, inputs)
         if edited:  # installing it would install what nobody locked
             raise LockError(f"{lock_path} was edited: its body contradicts its spec or its own metadata: "
-                            + "; ".join(edited[:3]) + (f" (and {len(edited) - 3} more)" if len(edited) > 3 else ""),
+                            f"{lock_contents.summary(edited)}",
                             hint=f"provision lock {spec.name} --variant {v} writes it again (review the edit first: "
                                  "`git diff` of the lockfile)")
     elif opts.require_lock:
