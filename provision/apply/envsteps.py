@@ -23,7 +23,8 @@ from .context import ApplyError, Ctx
 
 def do_create_env(ctx: Ctx, step: Step, log: Path) -> None:
     if ctx.opts.venv:
-        run_logged(ctx, [host_python(ctx.spec.python, ctx.opts.python), "-m", "venv", str(ctx.prefix)], log)
+        # apply() resolved and checked the host Python before any step ran
+        run_logged(ctx, [ctx.opts.python or host_python(ctx.spec.python), "-m", "venv", str(ctx.prefix)], log)
         return
     from ..lock import lockfile
 

@@ -19,6 +19,7 @@ import json
 import shlex
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from .. import paths
@@ -142,6 +143,7 @@ def apply(loaded: LoadedSpec, host, plan: Plan, opts: ApplyOptions, echo: Callab
         from .envsteps import host_python
 
         py = host_python(loaded.spec.python, opts.python)
+        ctx.opts = opts = replace(opts, python=py)  # checked here once: create-env runs this one
         steps = [s.model_copy(update={"title": f"create a venv from the host's Python {loaded.spec.python} ({py})",
                                       "command": f"{shlex.quote(py)} -m venv {shlex.quote(str(ctx.prefix))}"})
                  if s.id == "create-env" else s for s in steps]

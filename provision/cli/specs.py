@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import SpecError, SpecProblem
+from ..errors import ProvisionError, SpecError, SpecProblem
 from .base import JsonOpt, app, echo, echo_json
 
 
@@ -50,7 +50,6 @@ def _host_file(p: Path) -> bool:
     """A host file handed to validate by mistake: say so, not 34 spec errors."""
     if p.suffix != ".json":
         return False
-    from ..errors import ProvisionError
     from ..host import load_host
 
     try:
